@@ -1,0 +1,1 @@
+"""Learners (DQN / Double DQN, PAAC), their networks, and the ``rlkit`` command line."""

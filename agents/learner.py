@@ -1,0 +1,39 @@
+"""The interface between one algorithm (DQN, PAAC) and the shared training runner.
+
+The runner (run directory, progress bar, TensorBoard, checkpoints, Ctrl-C, resume, periodic
+evaluation) is algorithm-agnostic; each algorithm module implements this protocol once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from agents.episodes import Episode
+
+
+class Learner(Protocol):
+    env_steps: int
+    """Environment steps taken so far, summed over all envs (the unit of ``--steps``)."""
+
+    def train_iteration(self) -> dict[str, float]:
+        """Collect experience and update (if due). Returns scalars to log; may be empty."""
+        ...
+
+    def pop_episodes(self) -> list[Episode]:
+        """Full games (unclipped score) finished since the last call."""
+        ...
+
+    def act(self, obs: np.ndarray, *, greedy: bool = False, epsilon: float = 0.0) -> np.ndarray:
+        """Actions for a batch of observations, for evaluation."""
+        ...
+
+    def state_dict(self, *, include_replay: bool = True) -> dict[str, Any]:
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ...
+
+    def close(self) -> None:
+        ...
