@@ -1,0 +1,463 @@
+"""Training configuration: YAML -> typed, validated dataclasses (and back).
+
+A config file has five sections, each a dataclass below: ``env`` (EnvConfig), ``agent`` (the
+algorithm's dataclass, picked by ``agent.algo`` through ``ALGO_CONFIGS``), ``optim``
+(OptimConfig), ``train`` (TrainConfig) and ``checkpoint`` (CheckpointConfig). Every field has a
+docstring; every key is type-checked against the field's annotation, so a typo or a wrong type
+fails at load time with one line naming the key and the fix, never minutes into a run.
+
+Units: on Atari one *agent step* is 4 *frames*. Step counts are agent steps summed over all envs
+(the unit of ``rlkit train --steps``) unless a docstring says otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tempfile
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from agents.algo_configs import DQNConfig
+
+ALGO_CONFIGS: dict[str, type] = {
+    "dqn": DQNConfig,
+    "double_dqn": DQNConfig,
+}
+"""``agent.algo`` -> the dataclass of the ``agent:`` section. The one place algorithms register."""
+
+
+class ConfigError(ValueError):
+    """A config file or ``--set`` override is invalid; the message is one line naming the fix."""
+
+
+@dataclass
+class EnvConfig:
+    """Which environment to train on, and the Atari preprocessing options of ``envs.make_atari``.
+
+    The Atari options are ignored for non-Atari ids (e.g. ``CartPole-v1``).
+    """
+
+    id: str
+    """Any id ``envs.make_env`` accepts: ``ALE/Pong-v5``, ``PongNoFrameskip-v4``, ``Pong``, ..."""
+    num_envs: int = 1
+    """Parallel environments feeding the learner."""
+    backend: Literal["auto", "sync", "async", "ale"] = "auto"
+    """Vector-env backend (``envs.make_vector_env``)."""
+    frame_skip: int = 4
+    """Atari: frames per agent step (actions repeated, last two frames max-pooled)."""
+    frame_stack: int = 4
+    """Atari: frames stacked into one observation."""
+    screen_size: int = 84
+    """Atari: side of the square grayscale observation."""
+    noop_max: int = 30
+    """Atari: up to this many no-op actions after reset (random start states)."""
+    episodic_life: bool = True
+    """Atari, training only: a lost life ends the learner's episode (the game goes on)."""
+    clip_rewards: bool = True
+    """Atari, training only: rewards clipped to their sign (scores are still logged unclipped)."""
+    fire_reset: bool = True
+    """Atari: press FIRE after reset in games that need it."""
+    repeat_action_probability: float = 0.0
+    """Atari: sticky actions probability (0 = deterministic ALE)."""
+    max_episode_frames: int = 108_000
+    """Atari: frames before a game is truncated (108k frames = 30 minutes), in training and eval."""
+
+    def atari_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``envs.make_atari`` / ``make_vector_env`` on an Atari id."""
+        names = ("frame_skip", "frame_stack", "screen_size", "noop_max", "episodic_life",
+                 "clip_rewards", "fire_reset", "repeat_action_probability", "max_episode_frames")
+        return {name: getattr(self, name) for name in names}
+
+    def validate(self) -> list[str]:
+        problems = []
+        for name in ("num_envs", "frame_skip", "frame_stack", "screen_size", "max_episode_frames"):
+            if getattr(self, name) < 1:
+                problems.append(f"env.{name} must be >= 1, got {getattr(self, name)}")
+        if self.noop_max < 0:
+            problems.append(f"env.noop_max must be >= 0, got {self.noop_max}")
+        return problems
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer (``rlkit.optim.OptimizerConfig``), gradient clipping and learning-rate schedule."""
+
+    name: Literal["sgd", "rmsprop", "rmsprop_tf", "adam", "adamw"] = "adam"
+    """Optimizer; ``rmsprop_tf`` is TensorFlow-1 RMSProp (eps inside the root) as DQN/PAAC used."""
+    lr: float = 1e-4
+    """Initial learning rate."""
+    momentum: float = 0.0
+    """Momentum (sgd, rmsprop, rmsprop_tf)."""
+    nesterov: bool = False
+    """Nesterov momentum (sgd)."""
+    alpha: float = 0.99
+    """Squared-gradient decay (rmsprop, rmsprop_tf)."""
+    eps: float = 1e-8
+    """Numerical-stability epsilon (all but sgd)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """Adam moment decays."""
+    weight_decay: float = 0.0
+    """L2 / decoupled weight decay (never applied to biases and norm layers)."""
+    centered: bool = False
+    """Centred RMSProp (divide by the gradient's variance, not its second moment)."""
+    max_grad_norm: float | None = None
+    """Clip the global gradient norm to this value; null = no clipping."""
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """How the learning rate moves from ``lr`` to ``lr_final`` over ``lr_decay_steps``."""
+    lr_final: float = 0.0
+    """Learning rate at the end of the schedule (ignored by ``constant``)."""
+    lr_decay_steps: int | None = None
+    """Agent steps (summed over envs) of the LR schedule; null = the whole run (train.steps)."""
+
+    def optimizer_config(self) -> Any:
+        """This section as the training core's ``rlkit.optim.OptimizerConfig``."""
+        from rlkit.optim import OptimizerConfig
+
+        names = {f.name for f in dataclasses.fields(OptimizerConfig)}
+        return OptimizerConfig(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
+
+    def lr_schedule_over(self, updates: int) -> Any:
+        """The LR schedule as an ``rlkit.schedules.Schedule`` indexed by optimizer update.
+
+        ``updates`` is how many optimizer updates the learner makes over ``lr_decay_steps`` agent
+        steps (each learner knows its own steps-per-update ratio).
+        """
+        from rlkit.schedules import Constant, Cosine, Linear
+
+        updates = max(1, int(updates))
+        if self.lr_schedule == "linear":
+            return Linear(self.lr, self.lr_final, updates)
+        if self.lr_schedule == "cosine":
+            return Cosine(self.lr, self.lr_final, updates)
+        return Constant(self.lr)
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.lr <= 0:
+            problems.append(f"optim.lr must be > 0, got {self.lr}")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            problems.append(f"optim.max_grad_norm must be > 0 or null, got {self.max_grad_norm}")
+        if self.lr_decay_steps is not None and self.lr_decay_steps < 1:
+            problems.append(f"optim.lr_decay_steps must be >= 1 or null, got {self.lr_decay_steps}")
+        return problems
+
+
+@dataclass
+class TrainConfig:
+    """Budget, reproducibility, logging and periodic evaluation."""
+
+    steps: int = 10_000_000
+    """Training budget in agent steps summed over all envs (``--steps``); Atari: x4 frames."""
+    seed: int = 0
+    """Seeds envs, replay sampling, network init and exploration (``--seed``)."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N`` (``--device``)."""
+    threads: int | None = None
+    """``torch.set_num_threads`` for CPU training; null = torch's default."""
+    log_every: int = 10_000
+    """Agent steps between TensorBoard scalar writes (the only host syncs of the hot loop)."""
+    eval_every: int = 0
+    """Agent steps between evaluations that decide ``best.pt``; 0 = no periodic evaluation."""
+    eval_episodes: int = 10
+    """Full games per periodic evaluation."""
+    eval_epsilon: float = 0.05
+    """Exploration epsilon of periodic evaluation (value-based agents; DQN protocol: 0.05)."""
+    progress: bool = True
+    """Show a tqdm progress bar (steps, SPS, recent game score, ETA)."""
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.steps < 1:
+            problems.append(f"train.steps must be >= 1, got {self.steps}")
+        for name in ("log_every", "eval_episodes"):
+            if getattr(self, name) < 1:
+                problems.append(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_every < 0:
+            problems.append(f"train.eval_every must be >= 0, got {self.eval_every}")
+        if self.threads is not None and self.threads < 1:
+            problems.append(f"train.threads must be >= 1 or null, got {self.threads}")
+        if not 0.0 <= self.eval_epsilon <= 1.0:
+            problems.append(f"train.eval_epsilon must be in [0, 1], got {self.eval_epsilon}")
+        return problems
+
+
+@dataclass
+class CheckpointConfig:
+    """When ``checkpoints/last.pt`` is written and what it holds."""
+
+    every: int = 1_000_000
+    """Agent steps between periodic checkpoints (also written at the end, on Ctrl-C/SIGTERM)."""
+    save_replay: bool | None = None
+    """Store the replay buffer in checkpoints (exact resume); null = only when under 2 GB."""
+
+    def validate(self) -> list[str]:
+        if self.every < 0:
+            return [f"checkpoint.every must be >= 0 (0 = only at the end), got {self.every}"]
+        return []
+
+
+@dataclass
+class Config:
+    """A whole training run."""
+
+    env: EnvConfig
+    """Environment section."""
+    agent: Any
+    """Algorithm section: an instance of ``ALGO_CONFIGS[agent.algo]``."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimizer section."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Budget / logging / evaluation section."""
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """Checkpointing section."""
+
+    @property
+    def algo(self) -> str:
+        """The algorithm name (``agent.algo``)."""
+        return self.agent.algo
+
+
+SECTIONS: dict[str, type] = {
+    "env": EnvConfig,
+    "optim": OptimConfig,
+    "train": TrainConfig,
+    "checkpoint": CheckpointConfig,
+}
+
+
+# --------------------------------------------------------------------------- YAML loading
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 insists on ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _parse_scalar(text: str) -> Any:
+    """A ``--set`` value as a YAML scalar: ``3`` int, ``1e-3`` float, ``null``, ``[1, 2]``."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.YAMLError:
+        return text
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if origin in (list, tuple):
+        return str(hint).replace("typing.", "")
+    if hint is type(None):
+        return "null"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``hint``; return it converted (int -> float etc.)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+
+    def bad() -> ConfigError:
+        return ConfigError(f"{key}: expected {_type_name(hint)}, got {value!r}")
+
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise bad()
+    if origin is Literal:
+        if value in args and not isinstance(value, bool):
+            return value
+        close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+        hint_text = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{key}: expected {_type_name(hint)}, got {value!r}{hint_text}")
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise bad()
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise bad()
+        pairs = enumerate(zip(value, args, strict=True))
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in pairs)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad()
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+            return int(value)  # ``1e6`` in YAML is a float; a step count of 1e6 is meant as int
+        raise bad()
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise bad()
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise bad()
+    raise ConfigError(f"{key}: unsupported field type {hint!r}")  # a bug in a dataclass
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from mapping ``raw``, checking every key and type."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix}: expected a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise unknown_key_error(f"{prefix}.{key}", [f"{prefix}.{name}" for name in fields])
+    kwargs = {}
+    for name, f in fields.items():
+        if name in raw:
+            kwargs[name] = _coerce(raw[name], hints[name], f"{prefix}.{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key {prefix}.{name}; add it to the config")
+    return cls(**kwargs)
+
+
+def unknown_key_error(key: str, valid: list[str]) -> ConfigError:
+    """``ConfigError`` for an unknown ``key``, suggesting the closest valid keys."""
+    # Compare the last components: a shared "agent." prefix would make every key look close.
+    leaves = {v.rsplit(".", 1)[-1]: v for v in valid}
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(leaves), n=3, cutoff=0.6)
+    close = [leaves[c] for c in close]
+    suggestion = f"did you mean {', '.join(close)}?" if close else f"valid keys: {', '.join(valid)}"
+    return ConfigError(f"unknown config key {key!r}; {suggestion}")
+
+
+def config_from_dict(raw: Any) -> Config:
+    """Build and validate a ``Config`` from a parsed YAML mapping."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config must be a mapping with sections env, agent, ...; got {raw!r}")
+    valid = ["env", "agent", *[s for s in SECTIONS if s != "env"]]
+    for key in raw:
+        if key not in valid:
+            raise unknown_key_error(str(key), valid)
+    for required in ("env", "agent"):
+        if required not in raw:
+            raise ConfigError(f"missing required section {required!r}; add it to the config")
+    agent_raw = raw["agent"]
+    if not isinstance(agent_raw, dict) or "algo" not in agent_raw:
+        raise ConfigError(f"missing required key agent.algo; use one of {', '.join(ALGO_CONFIGS)}")
+    algo = agent_raw["algo"]
+    if algo not in ALGO_CONFIGS:
+        raise ConfigError(f"agent.algo: unknown algorithm {algo!r}; use one of "
+                          f"{', '.join(ALGO_CONFIGS)}")
+    sections = {name: _build(cls, raw.get(name), name) for name, cls in SECTIONS.items()}
+    cfg = Config(agent=_build(ALGO_CONFIGS[algo], agent_raw, "agent"), **sections)
+    problems = [p for part in (cfg.env, cfg.agent, cfg.optim, cfg.train, cfg.checkpoint)
+                for p in part.validate()]
+    if problems:
+        raise ConfigError(problems[0])
+    return cfg
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"agent.gamma=0.98"`` -> ``(["agent", "gamma"], 0.98)``; the value is a YAML scalar."""
+    key, sep, value = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) != 2 or not all(parts):
+        raise ConfigError(f"bad override {text!r}; write --set section.key=value, "
+                          "e.g. --set agent.gamma=0.98")
+    return parts, _parse_scalar(value.strip())
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set section.key=value`` overrides to a raw mapping (validation comes after)."""
+    for text in overrides:
+        (section, key), value = parse_override(text)
+        if section not in ("env", "agent", *SECTIONS):
+            raise unknown_key_error(section, ["env", "agent", *SECTIONS])
+        current = raw.get(section)
+        raw[section] = dict(current) if isinstance(current, dict) else {}
+        raw[section][key] = value
+    return raw
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file, turning I/O and syntax problems into one-line ``ConfigError``s."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found; pass the path of a YAML config "
+                          "such as configs/cartpole_dqn.yaml")
+    try:
+        return yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid YAML{line}; fix the syntax"
+        ) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config, apply ``--set`` overrides, and return the validated ``Config``."""
+    raw = read_yaml(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(path)!r} must be a mapping of sections env, agent")
+    return config_from_dict(apply_overrides(raw, list(overrides)))
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain nested dict (lists, no tuples) that ``config_from_dict`` turns back into ``cfg``."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def dump_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config (every field, defaults included) atomically as YAML."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
