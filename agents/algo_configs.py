@@ -91,3 +91,47 @@ class DQNConfig:
         if any(width < 1 for width in self.mlp_hidden):
             problems.append(f"agent.mlp_hidden widths must be >= 1, got {self.mlp_hidden}")
         return problems
+
+
+@dataclass
+class PAACConfig:
+    """PAAC (Clemente et al. 2017); defaults are the original implementation's.
+
+    The optimizer, gradient clip and LR annealing live in the ``optim`` section; the original's
+    are ``name: rmsprop_tf, lr: 0.0224 (0.0007 x 32 envs), alpha: 0.99, eps: 0.1,
+    max_grad_norm: 3.0, lr_schedule: linear, lr_final: 0``. The paper's own variant clips the
+    gradient norm at 40 and uses ``entropy_coef: 0.01``:
+    ``--set optim.max_grad_norm=40 --set agent.entropy_coef=0.01``.
+    """
+
+    algo: Literal["paac"] = "paac"
+    """Parallel advantage actor-critic (synchronous, on-policy, no replay)."""
+    encoder: Literal["auto", "nature", "nips", "mlp"] = "nips"
+    """Observation encoder: ``nips`` (the original's default), ``nature`` or ``mlp``."""
+    mlp_hidden: list[int] = field(default_factory=lambda: [64, 64])
+    """Hidden layer widths of the MLP encoder (vector observations only)."""
+    t_max: int = 5
+    """Rollout length: steps per env between two updates (n of the n-step returns)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    entropy_coef: float = 0.02
+    """Entropy bonus beta (original code: 0.02; paper: 0.01)."""
+    value_coef: float = 0.25
+    """Weight of the squared value error (R - V)^2 in the loss (original: 0.25)."""
+    clip_rewards: bool = True
+    """Clip rewards to [-1, 1] in the learner, as the original did (identity after the Atari
+    wrapper's sign clipping; turn off for envs whose reward scale matters)."""
+
+    def validate(self) -> list[str]:
+        """Cross-field problems, one line each, for ``ConfigError``."""
+        problems = []
+        if self.t_max < 1:
+            problems.append(f"agent.t_max must be >= 1, got {self.t_max}")
+        if not 0.0 <= self.gamma <= 1.0:
+            problems.append(f"agent.gamma must be in [0, 1], got {self.gamma}")
+        for name in ("entropy_coef", "value_coef"):
+            if getattr(self, name) < 0:
+                problems.append(f"agent.{name} must be >= 0, got {getattr(self, name)}")
+        if any(width < 1 for width in self.mlp_hidden):
+            problems.append(f"agent.mlp_hidden widths must be >= 1, got {self.mlp_hidden}")
+        return problems

@@ -25,11 +25,12 @@ from typing import Any, Literal
 
 import yaml
 
-from agents.algo_configs import DQNConfig
+from agents.algo_configs import DQNConfig, PAACConfig
 
 ALGO_CONFIGS: dict[str, type] = {
     "dqn": DQNConfig,
     "double_dqn": DQNConfig,
+    "paac": PAACConfig,
 }
 """``agent.algo`` -> the dataclass of the ``agent:`` section. The one place algorithms register."""
 
