@@ -1,0 +1,464 @@
+"""Uniform experience replay with frame-deduplicated storage and n-step returns (numpy only).
+
+Why this layout. A DQN replay of 1M stacked Atari observations costs 28 GB when each transition
+keeps its ``(4, 84, 84)`` stack and 56 GB when it also keeps ``next_obs``. Consecutive stacks of
+one episode share all but one frame, so each env stream keeps a ring of single frames and every
+transition stores only a pointer to the newest frame of its ``next_obs``; both stacks are rebuilt
+at sample time with one fancy-indexing gather. The first transition of an episode also pushes the
+whole stack its ``obs`` holds (whatever the env put there: copies of the first frame or zeros), so
+stacks come back exactly as the env emitted them, and the last transition's ``next_obs`` is the
+true final observation (truncated episodes bootstrap from it, not from the next episode).
+
+With ``frame_stack == 1`` the whole observation is one "frame" and the same scheme stores each
+observation once (plus one extra per episode start) instead of twice.
+
+Streams. With ``num_envs`` envs each env owns a contiguous share of ``capacity`` transition slots
+and of the frame ring, so streams never interleave. Transition ``j`` of env ``e`` (counted from 0
+over the env's whole history) lives in slot ``offset[e] + j % capacity[e]``.
+
+Frame ring size. Episode starts use ``frame_stack`` extra frames. For small observations (a stack
+of at most 4 KiB) the ring holds ``(frame_stack + 1)`` frames per transition, so nothing is ever
+evicted early. For image observations it holds ``capacity + max(frame_stack + 1, capacity // 72)``
+frames per env (1.4% headroom, 7,175 bytes per transition at Atari shape); when episodes are so
+short that the ring fills first, the oldest transitions are dropped early and ``len`` says so.
+
+n-step (Sutton & Barto 2018, Sec. 7.1; Hessel et al. 2018, "Rainbow", Eq. 2). Returns are
+computed at sample time from the stored one-step rewards, so no transition is ever lost at an
+episode end: the last ``n - 1`` transitions of an episode get shorter windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rlkit.replay.memory import warn_if_too_large
+
+TERMINATED = np.uint8(1)
+TRUNCATED = np.uint8(2)
+STREAM_BREAK = np.uint8(4)  # the env's stream did not continue: end the episode, bootstrap
+
+_SMALL_STACK_BYTES = 4096
+_HEADROOM_DIVISOR = 72
+
+
+@dataclass
+class Batch:
+    """A sampled minibatch; all fields are numpy arrays with batch size ``B`` first.
+
+    ``obs``/``next_obs``: ``(B, *obs_shape)`` of ``obs_dtype``; ``actions``: ``(B,
+    *action_shape)``; ``rewards``: n-step discounted return, ``discounts``: ``gamma**k`` (0 if
+    the episode terminated inside the window), ``weights``: importance weights (1 for uniform
+    replay), all float32 ``(B,)``; ``indices``: int64 slots to pass to ``update_priorities``.
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_obs: np.ndarray
+    discounts: np.ndarray
+    weights: np.ndarray
+    indices: np.ndarray
+
+
+def frame_ring_capacity(env_capacity: int, frame_stack: int, frame_nbytes: int) -> int:
+    """Frames kept per env for ``env_capacity`` transitions (see the module docstring)."""
+    if frame_nbytes * frame_stack <= _SMALL_STACK_BYTES:
+        return (frame_stack + 1) * env_capacity
+    return env_capacity + max(frame_stack + 1, env_capacity // _HEADROOM_DIVISOR)
+
+
+def _as_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class ReplayBuffer:
+    """Uniform replay of ``(obs, action, reward, next_obs, terminated, truncated)`` transitions.
+
+    Args:
+        capacity: transitions kept, summed over all envs.
+        obs_shape: shape of one observation, e.g. ``(4, 84, 84)``.
+        obs_dtype: storage dtype of observations (uint8 for Atari frames).
+        action_shape, action_dtype: shape and dtype of one action.
+        frame_stack: with ``frame_stack > 1``, ``obs_shape[0]`` must equal it and each frame is
+            stored once; with 1 each observation is stored once.
+        n_step: rewards summed per sampled transition.
+        gamma: discount used for n-step returns and ``Batch.discounts``.
+        num_envs: envs added together; every ``add`` argument then has a leading env axis.
+        seed: seed of the buffer's own ``np.random.Generator`` (never the global state).
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        *,
+        obs_dtype: Any = np.uint8,
+        action_shape: tuple[int, ...] = (),
+        action_dtype: Any = np.int64,
+        frame_stack: int = 1,
+        n_step: int = 1,
+        gamma: float = 0.99,
+        num_envs: int = 1,
+        seed: int | None = None,
+    ) -> None:
+        self.num_envs = _as_int(num_envs, "num_envs", 1)
+        self.n_step = _as_int(n_step, "n_step", 1)
+        self.frame_stack = _as_int(frame_stack, "frame_stack", 1)
+        self.capacity = _as_int(capacity, "capacity", 1)
+        if self.capacity < self.num_envs * self.n_step:
+            raise ValueError(
+                f"capacity={capacity} is too small: each of the {num_envs} envs needs room for "
+                f"n_step={n_step} transitions; use capacity >= {self.num_envs * self.n_step}"
+            )
+        self.obs_shape = tuple(int(d) for d in obs_shape)
+        if not self.obs_shape or any(d < 1 for d in self.obs_shape):
+            raise ValueError(f"obs_shape must be a tuple of positive ints, got {obs_shape}")
+        if self.frame_stack > 1 and self.obs_shape[0] != self.frame_stack:
+            raise ValueError(
+                f"frame_stack={frame_stack} needs obs_shape[0] == {frame_stack} (channel-first "
+                f"stacks, oldest frame first), got obs_shape={self.obs_shape}; "
+                "use frame_stack=1 to store whole observations"
+            )
+        if not 0.0 <= float(gamma) <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+        self.gamma = float(gamma)
+        self.obs_dtype = np.dtype(obs_dtype)
+        self.action_shape = tuple(int(d) for d in action_shape)
+        self.action_dtype = np.dtype(action_dtype)
+
+        k = self.frame_stack
+        self._frame_shape = self.obs_shape[1:] if k > 1 else self.obs_shape
+        frame_nbytes = int(np.prod(self._frame_shape)) * self.obs_dtype.itemsize
+        self._frame_nbytes = frame_nbytes
+        base, rest = divmod(self.capacity, self.num_envs)
+        self._env_cap = np.array([base + (e < rest) for e in range(self.num_envs)], np.int64)
+        self._env_off = np.concatenate(([0], np.cumsum(self._env_cap)[:-1])).astype(np.int64)
+        self._frame_cap = np.array(
+            [frame_ring_capacity(int(c), k, frame_nbytes) for c in self._env_cap], np.int64
+        )
+        self._frame_off = np.concatenate(([0], np.cumsum(self._frame_cap)[:-1])).astype(np.int64)
+        # Python-int copies for the per-transition add path (numpy scalars are slow there).
+        self._cap_py = self._env_cap.tolist()
+        self._off_py = self._env_off.tolist()
+        self._fcap_py = self._frame_cap.tolist()
+        self._foff_py = self._frame_off.tolist()
+
+        nbytes = int(self._frame_cap.sum()) * frame_nbytes + self.capacity * (
+            int(np.prod(self.action_shape, dtype=np.int64)) * self.action_dtype.itemsize
+            + 4  # reward float32
+            + 1  # flags
+            + 8  # frame pointer
+        )
+        warn_if_too_large(nbytes + self._extra_nbytes(), type(self).__name__)
+        # np.zeros maps zero pages lazily: memory is committed only as the buffer fills.
+        self._frames = np.zeros((int(self._frame_cap.sum()), *self._frame_shape), self.obs_dtype)
+        self._actions = np.zeros((self.capacity, *self.action_shape), self.action_dtype)
+        self._rewards = np.zeros(self.capacity, np.float32)
+        self._flags = np.zeros(self.capacity, np.uint8)
+        # Absolute (never wrapped) index of the newest frame of each transition's next_obs.
+        self._frame_idx = np.zeros(self.capacity, np.int64)
+
+        self._count = [0] * self.num_envs  # transitions ever added, per env
+        self._written = [0] * self.num_envs  # frames ever pushed, per env
+        self._oldest = [0] * self.num_envs  # first transition still stored with all its frames
+        self._last_end = [-1] * self.num_envs  # last transition that ended an episode
+        self._done = [True] * self.num_envs  # the next add starts a new episode
+        self._last_next: list[bytes | None] = [None] * self.num_envs
+        self._gamma_pows = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
+        self._rng = np.random.default_rng(seed)
+
+    # ------------------------------------------------------------------ sizes
+    def _extra_nbytes(self) -> int:
+        """Bytes a subclass adds on top of the transition storage (the PER sum tree)."""
+        return 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all storage arrays, allocated in full (pages are committed lazily)."""
+        arrays = (self._frames, self._actions, self._rewards, self._flags, self._frame_idx)
+        return sum(a.nbytes for a in arrays) + self._extra_nbytes()
+
+    @property
+    def frame_capacity(self) -> int:
+        """Frames the rings hold over all envs (see ``frame_ring_capacity``)."""
+        return int(self._frame_cap.sum())
+
+    def __len__(self) -> int:
+        """Transitions that can be sampled now (n-step window complete or episode ended)."""
+        lo, hi = self._ranges()
+        return int((hi - lo).sum())
+
+    def _ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per env, sampleable transitions are ``lo <= j < hi`` (a contiguous range).
+
+        ``j`` is sampleable when all its frames are still stored and its n-step window is
+        complete (``j + n - 1`` added) or an episode end follows it (the window stops there).
+        """
+        lo = np.array(self._oldest, np.int64)
+        count = np.array(self._count, np.int64)
+        last_end = np.array(self._last_end, np.int64)
+        hi = np.minimum(count, np.maximum(count - self.n_step + 1, last_end + 1))
+        return lo, np.maximum(hi, lo)
+
+    # ------------------------------------------------------------------ add
+    def add(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray | int | float,
+        reward: np.ndarray | float,
+        next_obs: np.ndarray,
+        terminated: np.ndarray | bool,
+        truncated: np.ndarray | bool,
+    ) -> None:
+        """Store one transition per env (a leading ``num_envs`` axis when ``num_envs > 1``).
+
+        Per env, a transition right after an episode end whose ``obs`` equals that episode's
+        final ``next_obs`` is gymnasium's NEXT_STEP autoreset step and is not stored. An ``obs``
+        that does not continue the previous ``next_obs`` without an episode end in between ends
+        the previous episode there (it bootstraps, like a truncation) and starts a new one.
+        """
+        obs = self._per_env(obs, self.obs_shape, self.obs_dtype, "obs")
+        next_obs = self._per_env(next_obs, self.obs_shape, self.obs_dtype, "next_obs")
+        action = self._per_env(action, self.action_shape, self.action_dtype, "action")
+        reward = self._per_env(reward, (), np.float32, "reward")
+        terminated = self._per_env(terminated, (), np.bool_, "terminated")
+        truncated = self._per_env(truncated, (), np.bool_, "truncated")
+        for e in range(self.num_envs):
+            self._add_one(
+                e,
+                obs[e],
+                action[e],
+                reward[e],
+                next_obs[e],
+                bool(terminated[e]),
+                bool(truncated[e]),
+            )
+
+    def _per_env(self, x: Any, shape: tuple[int, ...], dtype: np.dtype, name: str) -> np.ndarray:
+        arr = np.asarray(x, dtype=dtype, order="C")
+        if arr.shape == (self.num_envs, *shape):
+            return arr
+        if self.num_envs == 1 and arr.shape == shape:
+            return arr[None]
+        raise ValueError(
+            f"{name} has shape {arr.shape}, expected {(self.num_envs, *shape)} "
+            f"(num_envs={self.num_envs} leading axis{'' if self.num_envs > 1 else ' optional'})"
+        )
+
+    def _add_one(
+        self,
+        e: int,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.float32,
+        next_obs: np.ndarray,
+        terminated: bool,
+        truncated: bool,
+    ) -> None:
+        obs_bytes = obs.tobytes()
+        next_bytes = next_obs.tobytes()
+        count = self._count[e]
+        if self._done[e]:
+            if obs_bytes == self._last_next[e]:
+                return  # NEXT_STEP autoreset: obs is the previous episode's final observation
+            start = True
+        elif obs_bytes != self._last_next[e]:
+            previous = self._off_py[e] + (count - 1) % self._cap_py[e]
+            self._flags[previous] |= STREAM_BREAK
+            self._last_end[e] = count - 1
+            start = True
+        else:
+            start = False
+        fb = self._frame_nbytes
+        if self.frame_stack > 1 and next_bytes[:-fb] != obs_bytes[fb:]:
+            raise ValueError(
+                f"next_obs[:-1] must equal obs[1:] for frame_stack={self.frame_stack} (stacks of "
+                "consecutive frames, oldest first); use frame_stack=1 for other observations"
+            )
+        if start:
+            for frame in obs.reshape(self.frame_stack, *self._frame_shape):
+                self._push_frame(e, frame)
+        self._push_frame(e, next_obs.reshape(self.frame_stack, *self._frame_shape)[-1])
+
+        slot = self._off_py[e] + count % self._cap_py[e]
+        self._actions[slot] = action
+        self._rewards[slot] = reward
+        self._flags[slot] = (TERMINATED if terminated else 0) | (TRUNCATED if truncated else 0)
+        self._frame_idx[slot] = self._written[e] - 1
+        count += 1
+        self._count[e] = count
+        done = terminated or truncated
+        if done:
+            self._last_end[e] = count - 1
+        self._done[e] = done
+        self._last_next[e] = next_bytes
+        self._evict(e)
+
+    def _push_frame(self, e: int, frame: np.ndarray) -> None:
+        self._frames[self._foff_py[e] + self._written[e] % self._fcap_py[e]] = frame
+        self._written[e] += 1
+
+    def _evict(self, e: int) -> None:
+        """Advance env ``e``'s oldest transition past overwritten slots and frames."""
+        cap, off = self._cap_py[e], self._off_py[e]
+        oldest = max(self._oldest[e], self._count[e] - cap)
+        first_kept_frame = self._written[e] - self._fcap_py[e]
+        while int(self._frame_idx[off + oldest % cap]) - self.frame_stack < first_kept_frame:
+            oldest += 1
+        self._oldest[e] = oldest
+
+    # ------------------------------------------------------------------ sample
+    def sample(self, batch_size: int) -> Batch:
+        """Draw ``batch_size`` sampleable transitions uniformly, with replacement."""
+        batch_size = _as_int(batch_size, "batch_size", 1)
+        lo, hi = self._ranges()
+        sizes = hi - lo
+        total = int(sizes.sum())
+        if total == 0:
+            raise ValueError(self._empty_message())
+        u = self._rng.integers(total, size=batch_size)
+        ends = np.cumsum(sizes)
+        env = np.searchsorted(ends, u, side="right")
+        j = lo[env] + u - (ends - sizes)[env]
+        return self._gather(env, j, np.ones(batch_size, np.float32))
+
+    def _empty_message(self) -> str:
+        return (
+            f"cannot sample: no transition is sampleable yet ({sum(self._count)} added, "
+            f"n_step={self.n_step} windows need n_step transitions or an episode end); add more"
+        )
+
+    def _gather(self, env: np.ndarray, j: np.ndarray, weights: np.ndarray) -> Batch:
+        """Build the batch for transitions ``j`` of envs ``env``, all vectorised over the batch."""
+        cap = self._env_cap[env][:, None]
+        off = self._env_off[env][:, None]
+        slots = off + (j[:, None] + np.arange(self.n_step)) % cap  # (B, n)
+        first = slots[:, 0]
+        if self.n_step == 1:
+            rewards = self._rewards[first]
+            terminated = (self._flags[first] & TERMINATED) != 0
+            steps = np.ones(first.shape, np.int64)
+            last = first
+        else:
+            flags = self._flags[slots]
+            # Step i is summed when no episode end happened at steps 0..i-1 of the window.
+            included = np.ones(slots.shape, bool)
+            included[:, 1:] = np.cumprod(flags[:, :-1] == 0, axis=1, dtype=bool)
+            rewards = (self._rewards[slots] * self._gamma_pows[: self.n_step] * included).sum(1)
+            terminated = (included & ((flags & TERMINATED) != 0)).any(1)
+            steps = included.sum(1)
+            last = slots[np.arange(len(slots)), steps - 1]
+        discounts = np.where(terminated, 0.0, self._gamma_pows[steps])
+        return Batch(
+            obs=self._stacks(env, self._frame_idx[first] - 1),
+            actions=self._actions[first],
+            rewards=np.asarray(rewards, np.float32),
+            next_obs=self._stacks(env, self._frame_idx[last]),
+            discounts=discounts.astype(np.float32),
+            weights=weights,
+            indices=first,
+        )
+
+    def _stacks(self, env: np.ndarray, newest: np.ndarray) -> np.ndarray:
+        """Stacks whose newest frame has absolute index ``newest``, one gather for the batch."""
+        frames = newest[:, None] + np.arange(1 - self.frame_stack, 1)
+        rows = self._frame_off[env][:, None] + frames % self._frame_cap[env][:, None]
+        return self._frames[rows].reshape(len(newest), *self.obs_shape)
+
+    # ------------------------------------------------------------------ state
+    def _config(self) -> dict[str, Any]:
+        return {
+            "kind": type(self).__name__,
+            "capacity": self.capacity,
+            "obs_shape": self.obs_shape,
+            "obs_dtype": self.obs_dtype.str,
+            "action_shape": self.action_shape,
+            "action_dtype": self.action_dtype.str,
+            "frame_stack": self.frame_stack,
+            "n_step": self.n_step,
+            "num_envs": self.num_envs,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: storage, positions and RNG state.
+
+        The arrays are views of the live storage (a full Atari buffer is 7 GB; copying it would
+        double that), trimmed to the part written so far: serialise before the next ``add``.
+        """
+        used = [min(c, cap) for c, cap in zip(self._count, self._cap_py, strict=True)]
+        used_frames = [min(w, f) for w, f in zip(self._written, self._fcap_py, strict=True)]
+        per_env = {
+            name: [arr[o : o + n] for o, n in zip(self._off_py, used, strict=True)]
+            for name, arr in (
+                ("actions", self._actions),
+                ("rewards", self._rewards),
+                ("flags", self._flags),
+                ("frame_idx", self._frame_idx),
+            )
+        }
+        last_next = np.zeros((self.num_envs, *self.obs_shape), self.obs_dtype)
+        for e, raw in enumerate(self._last_next):
+            if raw is not None:
+                last_next[e] = np.frombuffer(raw, self.obs_dtype).reshape(self.obs_shape)
+        return {
+            "config": self._config(),
+            "frames": [
+                self._frames[o : o + n] for o, n in zip(self._foff_py, used_frames, strict=True)
+            ],
+            **per_env,
+            "count": np.array(self._count, np.int64),
+            "written": np.array(self._written, np.int64),
+            "oldest": np.array(self._oldest, np.int64),
+            "last_end": np.array(self._last_end, np.int64),
+            "done": np.array(self._done, bool),
+            "has_last_next": np.array([r is not None for r in self._last_next], bool),
+            "last_next": last_next,
+            "rng": self._rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a ``state_dict``; raises ``ValueError`` if it came from another layout."""
+        saved = state.get("config")
+        if not isinstance(saved, dict):
+            raise ValueError("not a replay buffer state_dict: it has no 'config' entry")
+        mine = self._config()
+        diffs = [
+            f"{key}={saved.get(key)!r} (this buffer: {value!r})"
+            for key, value in mine.items()
+            if _normalise(saved.get(key)) != _normalise(value)
+        ]
+        if diffs:
+            raise ValueError(
+                "replay state_dict does not fit this buffer: saved with "
+                + ", ".join(diffs)
+                + "; construct the buffer with the saved settings"
+            )
+        for e in range(self.num_envs):
+            o, fo = self._off_py[e], self._foff_py[e]
+            frames = state["frames"][e]
+            self._frames[fo : fo + len(frames)] = frames
+            for name in ("actions", "rewards", "flags", "frame_idx"):
+                part = state[name][e]
+                getattr(self, f"_{name}")[o : o + len(part)] = part
+        self._count = [int(x) for x in state["count"]]
+        self._written = [int(x) for x in state["written"]]
+        self._oldest = [int(x) for x in state["oldest"]]
+        self._last_end = [int(x) for x in state["last_end"]]
+        self._done = [bool(x) for x in state["done"]]
+        self._last_next = [
+            np.ascontiguousarray(state["last_next"][e], self.obs_dtype).tobytes() if has else None
+            for e, has in enumerate(state["has_last_next"])
+        ]
+        self._rng.bit_generator.state = state["rng"]
+
+
+def _normalise(value: Any) -> Any:
+    """Tuples and lists compare equal after a round trip through a checkpoint format."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_normalise(v) for v in value)
+    return value

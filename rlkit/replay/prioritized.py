@@ -1,0 +1,139 @@
+"""Proportional prioritised replay (Schaul et al. 2016, "Prioritized Experience Replay").
+
+Transition ``i`` is drawn with ``P(i) = p_i**alpha / sum_k p_k**alpha`` (Eq. 1) and corrected
+with importance weights ``w_i = (N * P(i))**-beta / max_j w_j`` (Sec. 3.4). The sum tree holds
+``p_i**alpha`` for exactly the transitions that can be sampled now and 0 for every other slot:
+a transition gets mass when its n-step window completes (at the largest priority seen so far,
+so every transition is replayed at least once with high probability, Sec. 3.3) and loses it
+when its slot or one of its frames is overwritten.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rlkit.replay.buffer import Batch, ReplayBuffer, _as_int
+from rlkit.replay.sum_tree import SumTree
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """``ReplayBuffer`` that samples by priority; same constructor plus ``alpha, beta, eps``.
+
+    Args:
+        alpha: prioritisation exponent (0 = uniform).
+        beta: default importance-sampling exponent; pass ``beta`` to ``sample`` to anneal it.
+        eps: added to ``|priority|`` so no transition gets probability 0.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        *,
+        alpha: float = 0.6,
+        beta: float = 0.4,
+        eps: float = 1e-6,
+        **kwargs: Any,
+    ) -> None:
+        if not float(alpha) >= 0.0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        if not float(beta) >= 0.0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        if not float(eps) > 0.0:
+            raise ValueError(f"eps must be > 0 so every priority stays positive, got {eps}")
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.eps = float(eps)
+        self._tree = SumTree(_as_int(capacity, "capacity", 1))
+        self._max_priority = 1.0
+        super().__init__(capacity, obs_shape, **kwargs)
+
+    def _extra_nbytes(self) -> int:
+        return self._tree.nbytes
+
+    def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:  # noqa: ANN001
+        """As ``ReplayBuffer.add``; transitions that become sampleable get the max priority."""
+        lo_before, hi_before = self._ranges()
+        super().add(obs, action, reward, next_obs, terminated, truncated)
+        lo_after, hi_after = self._ranges()
+        leaving, entering = [], []
+        for e in range(self.num_envs):
+            # Ranges only move forward: [lo, hi) loses a prefix and gains a suffix.
+            off, cap = self._off_py[e], self._cap_py[e]
+            leaving.append(off + np.arange(lo_before[e], min(hi_before[e], lo_after[e])) % cap)
+            entering.append(off + np.arange(max(hi_before[e], lo_after[e]), hi_after[e]) % cap)
+        gone = np.concatenate(leaving)
+        new = np.concatenate(entering)
+        if gone.size or new.size:
+            # Zeros first, then new mass: a slot reused in this add ends with the new value.
+            values = np.concatenate(
+                (np.zeros(gone.size), np.full(new.size, self._max_priority**self.alpha))
+            )
+            self._tree.set(np.concatenate((gone, new)), values)
+
+    def sample(self, batch_size: int, beta: float | None = None) -> Batch:
+        """Stratified proportional sample: one uniform draw in each of ``batch_size`` segments
+        of equal priority mass, then importance weights normalised by their batch maximum."""
+        batch_size = _as_int(batch_size, "batch_size", 1)
+        beta = self.beta if beta is None else float(beta)
+        if not beta >= 0.0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        total = self._tree.total
+        if total <= 0.0:
+            raise ValueError(self._empty_message())
+        targets = (np.arange(batch_size) + self._rng.random(batch_size)) * (total / batch_size)
+        slots = self._tree.find_prefix(np.minimum(targets, np.nextafter(total, 0.0)))
+        env, j = self._locate(slots)
+        probs = self._tree.get(slots) / total
+        weights = (len(self) * probs) ** -beta
+        weights /= weights.max()
+        return self._gather(env, j, weights.astype(np.float32))
+
+    def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
+        """Set ``p_i = |priority| + eps`` for the sampled ``indices`` (the last of duplicates
+        wins). Slots that stopped being sampleable since they were drawn keep zero mass."""
+        idx = np.asarray(indices, dtype=np.int64).ravel()
+        pri = np.asarray(priorities, dtype=np.float64).ravel()
+        if idx.shape != pri.shape:
+            raise ValueError(
+                f"update_priorities got {idx.size} indices but {pri.size} priorities; "
+                "pass one priority per sampled index"
+            )
+        if idx.size == 0:
+            return
+        if not np.all(np.isfinite(pri)):
+            raise ValueError("update_priorities got a non-finite priority (NaN or inf TD error)")
+        if idx.min() < 0 or idx.max() >= self.capacity:
+            raise ValueError(
+                f"update_priorities index out of range [0, {self.capacity}): pass Batch.indices"
+            )
+        p = np.abs(pri) + self.eps
+        self._max_priority = max(self._max_priority, float(p.max()))
+        env, j = self._locate(idx)
+        lo, hi = self._ranges()
+        live = (j >= lo[env]) & (j < hi[env])
+        self._tree.set(idx[live], p[live] ** self.alpha)
+
+    def _locate(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Env and transition number ``j`` of the transition now stored in each slot."""
+        env = np.searchsorted(self._env_off, slots, side="right") - 1
+        count = np.array(self._count, np.int64)[env]
+        cap = self._env_cap[env]
+        j = count - 1 - (count - 1 - (slots - self._env_off[env])) % cap
+        return env, j
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["priorities"] = self._tree.tree
+        state["max_priority"] = self._max_priority
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._tree.tree[:] = state["priorities"]
+        self._max_priority = float(state["max_priority"])
+
+    def _config(self) -> dict[str, Any]:
+        return {**super()._config(), "alpha": self.alpha}
