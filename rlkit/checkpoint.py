@@ -1,0 +1,119 @@
+"""Atomic checkpoints and the complete random-number-generator state.
+
+A checkpoint is any nested dict that ``torch.save`` can pickle (model, optimizer, schedules,
+step counters, RNG states, replay buffers). ``save_checkpoint`` writes a temporary file in the same
+directory, flushes and fsyncs it, then ``os.replace``-s it over the target: a crash or Ctrl-C
+mid-write leaves the previous checkpoint intact, never a truncated one.
+
+Resuming identically needs every RNG, not just torch's: ``rng_state()`` captures Python's
+``random``, numpy's global generator, torch's CPU generator and every CUDA device's generator.
+
+Checkpoints are pickles: load only files you (or your own runs) wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable, or not an rlkit checkpoint."""
+
+
+def save_checkpoint(path: str | Path, obj: dict[str, Any]) -> Path:
+    """Write ``obj`` to ``path`` atomically (temp + flush + fsync + rename); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    # Persist the rename itself (the directory entry); not every platform allows opening a dir.
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return path
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else type(exc).__name__
+    return msg if len(msg) <= 200 else msg[:197] + "..."
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict; raise ``CheckpointError`` with a one-line message on failure."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(
+            f"no checkpoint at {path}; pass the path of a .pt written by rlkit train"
+        )
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path} is a directory, not a checkpoint; "
+            f"pass a file such as {path / 'checkpoints' / 'last.pt'}"
+        )
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=False)
+    except (
+        RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
+        AttributeError, ImportError, IndexError, KeyError, TypeError, OSError,
+    ) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not an rlkit checkpoint: {_one_line(exc)}"
+        ) from exc
+    if not isinstance(obj, dict):
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not an rlkit checkpoint: "
+            f"expected a dict, found {type(obj).__name__}"
+        )
+    return obj
+
+
+def rng_state() -> dict[str, Any]:
+    """Snapshot of every global RNG: Python, numpy, torch CPU and (if present) all CUDA devices."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore a snapshot from ``rng_state()``.
+
+    CUDA states are restored when this machine has the same number of GPUs; resuming a GPU run on
+    the CPU (or vice versa) restores everything else and leaves CUDA generators as they are.
+    """
+    if "python" in state:
+        random.setstate(state["python"])
+    if "numpy" in state:
+        np.random.set_state(state["numpy"])
+    if "torch" in state:
+        torch.set_rng_state(state["torch"].cpu())
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])

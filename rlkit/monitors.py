@@ -1,0 +1,230 @@
+"""Training monitors from the CS231n notes (seed 003): update/weight ratios, gradient norms,
+activation statistics, first-layer filter images, and a NaN/Inf guard.
+
+All of them run on the device and convert to Python numbers only when asked, so ``UpdateStep``
+can call them every ``monitor_every`` updates without a host sync on the other updates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+NamedTensors = Iterable[tuple[str, torch.Tensor]]
+
+# The notes' rule of thumb: ||update|| / ||weights|| should be around 1e-3 per parameter tensor.
+TARGET_UPDATE_RATIO = 1e-3
+
+
+class NonFiniteError(RuntimeError):
+    """A loss, gradient or parameter became NaN or infinite."""
+
+
+class UpdateRatioWarning(RuntimeWarning):
+    """An update/weight ratio is more than 10x away from the ~1e-3 rule of thumb."""
+
+
+def tensor_norms(named: NamedTensors) -> dict[str, torch.Tensor]:
+    """L2 norm of each tensor, computed with one vectorised kernel; values stay on device."""
+    names, tensors = _split(named)
+    if not tensors:
+        return {}
+    return dict(zip(names, torch._foreach_norm(tensors, 2.0), strict=True))
+
+
+def grad_norms(named_params: NamedTensors) -> dict[str, torch.Tensor]:
+    """Per-tensor gradient norms (parameters without a gradient are left out)."""
+    return tensor_norms((n, p.grad) for n, p in named_params if p.grad is not None)
+
+
+def _split(named: NamedTensors) -> tuple[list[str], list[torch.Tensor]]:
+    pairs = list(named)
+    return [n for n, _ in pairs], [t.detach() for _, t in pairs]
+
+
+class NaNGuard:
+    """Stops training at the first non-finite loss, gradient or parameter, naming where.
+
+    The loss is checked every update without a host sync: a 0-d device tensor remembers the
+    first update whose loss was non-finite and is read only by ``check()``. On the CPU there is
+    no sync to avoid, so ``record_loss`` raises immediately unless ``immediate_on_cpu=False``.
+    """
+
+    def __init__(self, immediate_on_cpu: bool = True) -> None:
+        self.immediate_on_cpu = immediate_on_cpu
+        self._first_bad: torch.Tensor | None = None
+
+    @staticmethod
+    def _advice() -> str:
+        return "lower the learning rate, set max_grad_norm, or check the inputs and rewards"
+
+    def record_loss(self, loss: torch.Tensor, step: int) -> None:
+        bad = ~torch.isfinite(loss.detach()).all()
+        if loss.device.type == "cpu" and self.immediate_on_cpu:
+            if bool(bad):
+                raise NonFiniteError(f"loss is {loss.item()} at update {step}; {self._advice()}")
+            return
+        if self._first_bad is None or self._first_bad.device != loss.device:
+            self._first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
+        self._first_bad.masked_fill_(bad & (self._first_bad < 0), step)
+
+    def check(self) -> None:
+        """Raise if any recorded loss was non-finite (one host sync)."""
+        if self._first_bad is not None:
+            first = int(self._first_bad)
+            if first >= 0:
+                raise NonFiniteError(f"loss became non-finite at update {first}; {self._advice()}")
+
+    def check_tensors(self, named: NamedTensors, step: int, kind: str = "tensor") -> None:
+        """Raise naming the first tensor with a NaN/Inf element (one host sync for all)."""
+        names, tensors = _split(named)
+        if not tensors:
+            return
+        norms = torch._foreach_norm(tensors, 2.0)  # a NaN/Inf element makes the norm non-finite
+        finite = torch.isfinite(torch.stack([n.to(norms[0].device) for n in norms]))
+        if not bool(finite.all()):
+            name = names[int((~finite).nonzero()[0, 0])]
+            raise NonFiniteError(
+                f"non-finite {kind} in {name!r} at update {step}; {self._advice()}"
+            )
+
+
+class UpdateRatioMonitor:
+    """||p_after - p_before|| / ||p_before|| per parameter tensor (the notes' ~1e-3 heuristic).
+
+    Use: ``before = mon.snapshot()`` before ``optimizer.step()``, ``mon.measure(before)`` after.
+    A weight tensor (2+ dims) whose ratio is outside ``[target / 10, target * 10]`` triggers an
+    ``UpdateRatioWarning`` (too low: LR probably too small; too high: too large). Biases are
+    measured but not warned about: they often start at zero, where the ratio is meaningless.
+    """
+
+    def __init__(self, named_params: NamedTensors, target: float = TARGET_UPDATE_RATIO) -> None:
+        self.names, self.params = _split(named_params)
+        self.target = target
+
+    def snapshot(self) -> list[torch.Tensor]:
+        return [p.clone() for p in self.params]
+
+    def measure(self, before: list[torch.Tensor]) -> dict[str, float]:
+        if not self.params:
+            return {}
+        deltas = torch._foreach_sub(self.params, before)
+        upd = torch.stack(torch._foreach_norm(deltas, 2.0))
+        ref = torch.stack(torch._foreach_norm(before, 2.0))
+        ratios = (upd / ref).tolist()  # one host sync
+        out = dict(zip(self.names, ratios, strict=True))
+        off = [
+            f"{n}={r:.1e}"
+            for n, r, p in zip(self.names, ratios, self.params, strict=True)
+            if p.ndim >= 2 and math.isfinite(r) and not self.target / 10 <= r <= self.target * 10
+        ]
+        if off:
+            warnings.warn(
+                f"update/weight ratio off the ~{self.target:.0e} rule by more than 10x: "
+                f"{', '.join(off)}; adjust the learning rate",
+                UpdateRatioWarning,
+                stacklevel=2,
+            )
+        return out
+
+
+# Activation functions whose output statistics are tracked, and what "unhealthy" means for them.
+_RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.Hardtanh)
+_SATURATING = {nn.Tanh: (-0.99, 0.99), nn.Sigmoid: (0.01, 0.99)}
+
+
+class ActivationMonitor:
+    """Statistics of activation outputs collected with forward hooks while ``capture()`` is active.
+
+    Per activation module: ``mean``, ``std``; for ReLU-like layers ``zero`` (fraction of outputs
+    that are <= 0) and ``dead`` (fraction of units, i.e. features excluding the batch axis, that
+    are <= 0 for every example of the batch); for tanh/sigmoid ``saturated`` (fraction of outputs
+    within 1% of the asymptotes). Hooks exist only inside ``capture()``, so ordinary forwards pay
+    nothing.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.modules = [
+            (name or type(m).__name__, m)
+            for name, m in model.named_modules()
+            if isinstance(m, _RELU_LIKE + tuple(_SATURATING))
+        ]
+        self._stats: dict[str, dict[str, torch.Tensor]] = {}
+
+    def _hook(self, name: str, module: nn.Module) -> Any:
+        def hook(_mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+            y = out.detach().float()
+            stats = {"mean": y.mean(), "std": y.std() if y.numel() > 1 else y.new_zeros(())}
+            if isinstance(module, _RELU_LIKE):
+                off = y <= 0
+                stats["zero"] = off.float().mean()
+                if y.ndim >= 2:
+                    stats["dead"] = off.all(dim=0).float().mean()
+            else:
+                lo, hi = _SATURATING[type(module)]
+                stats["saturated"] = ((y <= lo) | (y >= hi)).float().mean()
+            self._stats[name] = stats
+
+        return hook
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[ActivationMonitor]:
+        self._stats = {}
+        handles = [m.register_forward_hook(self._hook(n, m)) for n, m in self.modules]
+        try:
+            yield self
+        finally:
+            for h in handles:
+                h.remove()
+
+    def stats(self) -> dict[str, float]:
+        """Flat ``{"<module>/<stat>": value}`` from the last capture (one host sync)."""
+        keys = [f"{n}/{k}" for n, d in self._stats.items() for k in d]
+        vals = [v for d in self._stats.values() for v in d.values()]
+        if not vals:
+            return {}
+        return dict(zip(keys, torch.stack([v.cpu() for v in vals]).tolist(), strict=True))
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d | None:
+    """The first ``nn.Conv2d`` in registration order (the layer whose filters are worth viewing)."""
+    return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def filter_image(conv_weight: torch.Tensor, pad: int = 1) -> torch.Tensor:
+    """Tile first-layer filters ``(out, in, kh, kw)`` into one image ``(C, H, W)`` in ``[0, 1]``.
+
+    Three input channels: one RGB tile per filter, in a square-ish grid. Otherwise (e.g. Atari's
+    four stacked frames) one grayscale tile per (filter, input channel): a row per filter. Each
+    tile is min-max normalised on its own, so smooth, structured filters are visible and noisy
+    ones (a sign of too little training or too high a learning rate) stand out.
+    """
+    if conv_weight.ndim != 4:
+        raise ValueError(
+            f"filter_image wants a conv weight (out, in, kh, kw), got {tuple(conv_weight.shape)}"
+        )
+    w = conv_weight.detach().float().cpu()
+    out_ch, in_ch, kh, kw = w.shape
+    if in_ch == 3:
+        tiles, cols = w, math.ceil(math.sqrt(out_ch))
+    else:
+        tiles = w.reshape(out_ch * in_ch, 1, kh, kw)
+        cols = in_ch if in_ch > 1 else math.ceil(math.sqrt(out_ch))
+    flat = tiles.reshape(tiles.shape[0], -1)
+    lo = flat.min(dim=1).values[:, None, None, None]
+    hi = flat.max(dim=1).values[:, None, None, None]
+    tiles = (tiles - lo) / (hi - lo).clamp_min(1e-12)
+    rows = math.ceil(tiles.shape[0] / cols)
+    channels = tiles.shape[1]
+    img = torch.zeros(channels, rows * (kh + pad) + pad, cols * (kw + pad) + pad)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        top, left = pad + r * (kh + pad), pad + c * (kw + pad)
+        img[:, top : top + kh, left : left + kw] = tile
+    return img
