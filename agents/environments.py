@@ -1,0 +1,72 @@
+"""The environments an agent trains and is evaluated on, built from the ``env:`` config section.
+
+Training envs follow the config (life-loss episodes and clipped rewards on Atari, by default);
+evaluation envs always follow the DQN evaluation protocol (Mnih et al. 2015): full games, raw
+score, up to 30 no-op starts, with the config's preprocessing so observations match training.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import gymnasium as gym
+
+import envs
+from agents.config import EnvConfig
+
+EVAL_NOOP_MAX = 30
+"""No-op starts of the evaluation protocol (Mnih et al. 2015: up to 30 random no-ops)."""
+
+
+def make_train_envs(cfg: EnvConfig, seed: int) -> gym.vector.VectorEnv:
+    """``cfg.num_envs`` training envs (Atari options applied only to Atari ids)."""
+    kwargs = cfg.atari_kwargs() if envs.is_atari(cfg.id) else {}
+    return envs.make_vector_env(cfg.id, cfg.num_envs, backend=cfg.backend, seed=seed, **kwargs)
+
+
+def make_eval_env(cfg: EnvConfig, seed: int | None = None,
+                  render_mode: str | None = None) -> gym.Env:
+    """One evaluation env: whole games, unclipped rewards, no-op starts, the training preprocessing.
+
+    Atari games are capped at ``cfg.max_episode_frames`` frames (108k = 30 minutes by default).
+    """
+    extra: dict[str, Any] = {} if render_mode is None else {"render_mode": render_mode}
+    if envs.is_atari(cfg.id):
+        kwargs = cfg.atari_kwargs()
+        kwargs.update(episodic_life=False, clip_rewards=False, noop_max=EVAL_NOOP_MAX)
+        return envs.make_atari(cfg.id, seed=seed, **kwargs, **extra)
+    env = envs.make_env(cfg.id, **extra)
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+    return env
+
+
+def snapshot_vector_env(vec: gym.vector.VectorEnv) -> bytes | None:
+    """Pickle the state of an in-process vector env whose sub-envs pickle, else ``None``.
+
+    Classic-control envs (CartPole) pickle whole, RNG included, so a resumed run continues the very
+    same episodes and ``N/2 + resume + N/2`` steps equal ``N`` straight ones. Emulators (ALE) and
+    worker-process backends do not pickle; their resume starts new games instead.
+    """
+    if not isinstance(vec, gym.vector.SyncVectorEnv):
+        return None
+    state = {key: value for key, value in vars(vec).items() if key != "env_fns"}
+    try:
+        return pickle.dumps(state)
+    except (pickle.PicklingError, TypeError, AttributeError, RuntimeError):
+        return None
+
+
+def restore_vector_env(vec: gym.vector.VectorEnv, blob: bytes | None) -> bool:
+    """Load a ``snapshot_vector_env`` blob into ``vec``; ``False`` if it cannot be restored."""
+    if blob is None or not isinstance(vec, gym.vector.SyncVectorEnv):
+        return False
+    state = pickle.loads(blob)
+    if len(state.get("envs", [])) != len(vec.envs):
+        return False
+    for env in vec.envs:
+        env.close()
+    vars(vec).update(state)
+    return True
