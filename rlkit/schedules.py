@@ -19,6 +19,8 @@ from typing import Any
 
 from torch.optim import Optimizer
 
+from rlkit.early_stopping import BestTracker
+
 
 class Schedule:
     """Base class: ``value(step)``; calling the schedule is the same as ``value``."""
@@ -188,39 +190,22 @@ class ReduceOnPlateau(Schedule):
             raise ValueError(f"ReduceOnPlateau factor must be in (0, 1) (0.2-0.5), got {factor}")
         if patience < 0:
             raise ValueError(f"ReduceOnPlateau patience must be >= 0, got {patience}")
-        if mode not in ("min", "max"):
-            raise ValueError(f"ReduceOnPlateau mode must be 'min' or 'max', got {mode!r}")
-        if threshold < 0:
-            raise ValueError(f"ReduceOnPlateau threshold must be >= 0, got {threshold}")
         self.initial, self.factor, self.patience = float(initial), float(factor), int(patience)
-        self.min_value, self.mode, self.threshold = float(min_value), mode, float(threshold)
+        self.min_value = float(min_value)
+        self.tracker = BestTracker(mode, threshold, relative=True)
         self.current = self.initial
-        self.best: float | None = None
-        self.bad_observations = 0
         self.reductions = 0
 
-    def _improved(self, metric: float) -> bool:
-        if self.best is None:
-            return True
-        margin = self.threshold * abs(self.best)
-        if self.mode == "min":
-            return metric < self.best - margin
-        return metric > self.best + margin
+    @property
+    def best(self) -> float | None:
+        return self.tracker.best
 
     def observe(self, metric: float) -> bool:
         """Record one validation metric; returns whether training should stop."""
-        metric = float(metric)
-        if math.isnan(metric):
-            raise ValueError("ReduceOnPlateau.observe got NaN; check the validation loss")
-        if self._improved(metric):
-            self.best = metric
-            self.bad_observations = 0
-        else:
-            self.bad_observations += 1
-            if self.bad_observations > self.patience:
-                self.current *= self.factor
-                self.reductions += 1
-                self.bad_observations = 0
+        if not self.tracker.observe(metric) and self.tracker.bad > self.patience:
+            self.current *= self.factor
+            self.reductions += 1
+            self.tracker.bad = 0
         return self.should_stop
 
     @property
@@ -232,18 +217,13 @@ class ReduceOnPlateau(Schedule):
         return self.current
 
     def _state(self) -> dict[str, Any]:
-        return {
-            "current": self.current,
-            "best": self.best,
-            "bad_observations": self.bad_observations,
-            "reductions": self.reductions,
-        }
+        return {"current": self.current, "reductions": self.reductions,
+                "tracker": self.tracker.state_dict()}
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.current = float(state["current"])
-        self.best = None if state["best"] is None else float(state["best"])
-        self.bad_observations = int(state["bad_observations"])
         self.reductions = int(state["reductions"])
+        self.tracker.load_state_dict(state["tracker"])
 
 
 def set_lr(optimizer: Optimizer, lr: float) -> None:
