@@ -1,0 +1,34 @@
+"""Atari wrappers and environment factories (numpy, gymnasium, ale-py, opencv; never torch).
+
+Public API: ``make_atari``, ``make_env``, ``make_vector_env``, ``is_atari`` and the wrappers of
+``envs.wrappers``. See DESIGN.md ("envs") for the contract.
+"""
+
+from envs.factory import make_atari, make_env
+from envs.registry import is_atari
+from envs.vector import make_vector_env
+from envs.wrappers import (
+    ClipReward,
+    EpisodicLife,
+    FireReset,
+    FrameLimit,
+    FrameSkip,
+    FrameStack,
+    GrayscaleResize,
+    NoopReset,
+)
+
+__all__ = [
+    "ClipReward",
+    "EpisodicLife",
+    "FireReset",
+    "FrameLimit",
+    "FrameSkip",
+    "FrameStack",
+    "GrayscaleResize",
+    "NoopReset",
+    "is_atari",
+    "make_atari",
+    "make_env",
+    "make_vector_env",
+]

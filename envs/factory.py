@@ -1,0 +1,151 @@
+"""``make_atari`` (the preprocessing stack) and ``make_env`` (Atari or any gymnasium id)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import gymnasium as gym
+
+from envs.registry import canonical_atari_id, is_atari, unknown_env_error
+from envs.wrappers import (
+    ClipReward,
+    EpisodicLife,
+    FireReset,
+    FrameLimit,
+    FrameSkip,
+    FrameStack,
+    GrayscaleResize,
+    NoopReset,
+)
+
+
+def check_atari_options(
+    *,
+    frame_skip: int,
+    frame_stack: int,
+    screen_size: int,
+    noop_max: int,
+    repeat_action_probability: float,
+    max_episode_frames: int | None,
+) -> None:
+    """Raise a ValueError naming the first out-of-range option and its allowed values."""
+    checks = [
+        ("frame_skip", frame_skip, frame_skip >= 1, "an int >= 1"),
+        ("frame_stack", frame_stack, frame_stack >= 1, "an int >= 1"),
+        ("screen_size", screen_size, screen_size >= 8, "an int >= 8"),
+        ("noop_max", noop_max, noop_max >= 0, "an int >= 0"),
+        (
+            "repeat_action_probability",
+            repeat_action_probability,
+            0.0 <= repeat_action_probability <= 1.0,
+            "a float in [0, 1]",
+        ),
+        (
+            "max_episode_frames",
+            max_episode_frames,
+            max_episode_frames is None or max_episode_frames >= 1,
+            "an int >= 1 or None",
+        ),
+    ]
+    for name, value, ok, allowed in checks:
+        if not ok:
+            raise ValueError(f"{name}={value!r} is out of range; {name} must be {allowed}")
+
+
+def make_atari(
+    env_id: str,
+    *,
+    seed: int | None = None,
+    frame_skip: int = 4,
+    frame_stack: int = 4,
+    screen_size: int = 84,
+    noop_max: int = 30,
+    episodic_life: bool = True,
+    clip_rewards: bool = True,
+    fire_reset: bool = True,
+    repeat_action_probability: float = 0.0,
+    max_episode_frames: int | None = 108_000,
+    render_mode: str | None = None,
+) -> gym.Env:
+    """An Atari env with the standard DQN preprocessing (see ``envs.wrappers`` for each step).
+
+    ``env_id`` may be ``"ALE/Pong-v5"``, ``"PongNoFrameskip-v4"`` or ``"Pong"``. The ALE env is
+    always made with ``frameskip=1``, sticky actions from ``repeat_action_probability`` and no
+    frame cap of its own (``FrameLimit`` applies ``max_episode_frames``; None disables it).
+    Observations are uint8 ``(frame_stack, screen_size, screen_size)``, oldest frame first.
+    ``seed`` seeds the env with one ``reset(seed=seed)`` here and seeds the action space.
+    For evaluation use ``episodic_life=False, clip_rewards=False``.
+    """
+    canonical = canonical_atari_id(env_id)
+    if canonical is None:
+        raise unknown_env_error(env_id)
+    check_atari_options(
+        frame_skip=frame_skip,
+        frame_stack=frame_stack,
+        screen_size=screen_size,
+        noop_max=noop_max,
+        repeat_action_probability=repeat_action_probability,
+        max_episode_frames=max_episode_frames,
+    )
+    env: gym.Env = gym.make(
+        canonical,
+        frameskip=1,
+        repeat_action_probability=repeat_action_probability,
+        max_num_frames_per_episode=0,  # 0 = no ALE cap; FrameLimit below does it
+        obs_type="grayscale",  # ALE's palette grayscale, as AtariPreprocessing pools
+        render_mode=render_mode,
+        disable_env_checker=True,
+    )
+    if max_episode_frames is not None:
+        env = FrameLimit(env, max_episode_frames)
+    if noop_max > 0:
+        env = NoopReset(env, noop_max)
+    env = FrameSkip(env, frame_skip)
+    if episodic_life:
+        env = EpisodicLife(env)
+    if fire_reset and "FIRE" in env.unwrapped.get_action_meanings():  # type: ignore[attr-defined]
+        env = FireReset(env)
+    env = GrayscaleResize(env, screen_size)
+    if clip_rewards:
+        env = ClipReward(env)
+    env = FrameStack(env, frame_stack)
+    _seed(env, seed)
+    return env
+
+
+ATARI_OPTIONS = frozenset(
+    name
+    for name, p in inspect.signature(make_atari).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in {"seed", "render_mode"}
+)
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """Atari ids go through ``make_atari(env_id, **kwargs)``; other registered ids are made as is.
+
+    For non-Atari ids, ``seed`` is applied like in ``make_atari`` and the remaining kwargs go to
+    ``gymnasium.make``; Atari-only options (``frame_stack`` ...) raise a ValueError.
+    Unknown ids raise a ValueError that suggests the closest known ids.
+    """
+    if is_atari(env_id):
+        return make_atari(env_id, **kwargs)
+    if env_id not in gym.registry:
+        raise unknown_env_error(env_id)
+    misplaced = sorted(ATARI_OPTIONS & kwargs.keys())
+    if misplaced:
+        raise ValueError(
+            f"option(s) {', '.join(misplaced)} apply only to Atari ids, not {env_id!r}; "
+            "remove them for this env"
+        )
+    seed = kwargs.pop("seed", None)
+    env = gym.make(env_id, **kwargs)
+    _seed(env, seed)
+    return env
+
+
+def _seed(env: gym.Env, seed: int | None) -> None:
+    """Seed the env's RNGs now, so that the first plain ``reset()`` is reproducible."""
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)

@@ -1,0 +1,109 @@
+"""``make_vector_env``: one entry point over the ``sync``, ``async`` and ``ale`` backends."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.vector import VectorEnv
+
+from envs.factory import check_atari_options, make_atari, make_env
+from envs.registry import ale_game, is_atari, unknown_env_error
+from envs.vector.ale import AleVectorEnv
+from envs.vector.shared_memory import SharedMemoryVectorEnv
+from envs.vector.sync import InProcessVectorEnv
+
+BACKENDS = ("auto", "sync", "async", "ale")
+
+_ATARI_DEFAULTS = {
+    name: p.default
+    for name, p in inspect.signature(make_atari).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "seed"
+}
+
+
+def ale_unsupported(env_id: str, kwargs: dict[str, Any]) -> str | None:
+    """Why the ``ale`` backend cannot honour these options, or None if it can."""
+    if not is_atari(env_id):
+        return f"backend 'ale' runs Atari games only, {env_id!r} is not one"
+    options = {**_ATARI_DEFAULTS, **kwargs}
+    if options["episodic_life"]:
+        return (
+            "episodic_life=True is not supported by backend 'ale' (ale-py's native episodic life "
+            "restarts the whole game at every lost life); allowed: episodic_life=False, or use "
+            "backend 'sync'/'async'"
+        )
+    if options["render_mode"] is not None:
+        return (
+            f"render_mode={options['render_mode']!r} is not supported by backend 'ale'; "
+            "allowed: render_mode=None, or use backend 'sync'/'async'"
+        )
+    return None
+
+
+def choose_backend(env_id: str, num_envs: int, kwargs: dict[str, Any]) -> str:
+    """The ``auto`` rule, from ``scripts/bench_envs.py`` on 2 cores (Pong, random actions).
+
+    Atari with options the native env honours -> ``ale`` (C++ threads, fastest measured);
+    other Atari with >= 2 envs on >= 2 cores -> ``async``; everything else (one env, one core,
+    cheap classic-control envs whose steps cost less than a pipe round trip) -> ``sync``.
+    """
+    if is_atari(env_id):
+        if ale_unsupported(env_id, kwargs) is None:
+            return "ale"
+        if num_envs >= 2 and (os.cpu_count() or 1) >= 2:
+            return "async"
+    return "sync"
+
+
+def make_vector_env(
+    env_id: str,
+    num_envs: int,
+    *,
+    backend: str = "auto",
+    seed: int | None = None,
+    num_workers: int | None = None,
+    **kwargs: Any,
+) -> VectorEnv:
+    """A gymnasium 1.x vector env of ``num_envs`` copies of ``make_env(env_id, **kwargs)``.
+
+    Observations are batched ``(num_envs, *obs_shape)``; infos are a dict of per-env arrays with
+    ``_key`` masks, carrying ``raw_reward`` and ``game_over`` for Atari; autoreset is NEXT_STEP.
+    Env i is seeded with ``seed + i``. ``backend``: ``"sync"`` (in-process), ``"async"``
+    (``num_workers`` processes, default one per core, sharing memory), ``"ale"`` (ale-py's native
+    vector env, Atari only) or ``"auto"`` (see ``choose_backend``).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is unknown; allowed values: {', '.join(BACKENDS)}")
+    if not isinstance(num_envs, int) or num_envs < 1:
+        raise ValueError(f"num_envs={num_envs!r} is out of range; num_envs must be an int >= 1")
+    if not is_atari(env_id) and env_id not in gym.registry:
+        raise unknown_env_error(env_id)
+    if backend == "auto":
+        backend = choose_backend(env_id, num_envs, kwargs)
+    if num_workers is not None and backend != "async":
+        raise ValueError(
+            f"num_workers is an option of backend 'async' only, not {backend!r}; remove it"
+        )
+    if backend == "ale":
+        reason = ale_unsupported(env_id, kwargs)
+        if reason is not None:
+            raise ValueError(reason)
+        options = {**_ATARI_DEFAULTS, **kwargs}
+        unknown = sorted(set(options) - set(_ATARI_DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown make_atari option(s) {', '.join(unknown)}")
+        options.pop("episodic_life")
+        options.pop("render_mode")
+        check_atari_options(
+            **{k: options[k] for k in inspect.signature(check_atari_options).parameters}
+        )
+        return AleVectorEnv(ale_game(env_id), num_envs, seed=seed, **options)
+    seeds = [None if seed is None else seed + i for i in range(num_envs)]
+    env_fns = [functools.partial(make_env, env_id, seed=s, **kwargs) for s in seeds]
+    if backend == "sync":
+        return InProcessVectorEnv(env_fns)
+    return SharedMemoryVectorEnv(env_fns, num_workers=num_workers)

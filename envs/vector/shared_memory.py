@@ -1,0 +1,305 @@
+"""The ``async`` backend: worker processes that step several envs each into shared memory.
+
+Design (PAAC-style, Clemente et al. 2017): ``num_workers`` processes (default: one per CPU core)
+each own a contiguous slice of the envs. Actions, observations, rewards and done flags live in
+one ``multiprocessing.shared_memory`` block; the pipes carry only tiny commands and the per-env
+info dicts, never observations. A step writes the actions, sends ``"step"`` to every worker
+and waits for every reply, so the workers step their slices in parallel.
+
+Autoreset follows gymnasium 1.x NEXT_STEP: the step after an env terminated or truncated
+returns its reset observation, reward 0, ``terminated=truncated=False`` and the reset info,
+and ignores that env's action.
+
+Failures never hang: while waiting, the main process also watches each worker's process
+sentinel, so a worker that dies (even by SIGKILL) raises ``WorkerError`` naming its env
+indices at once; an exception inside an env is re-raised naming the exact env index.
+``close()`` stops every worker and unlinks the shared-memory block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.shared_memory import SharedMemory
+from typing import Any
+
+import cv2
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from envs.vector.group import EnvGroup, seeds_for, stack_infos
+
+
+class WorkerError(RuntimeError):
+    """A worker process of the async backend died or one of its envs raised."""
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    offset: int
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where each batched array lives inside the shared block (64-byte aligned)."""
+
+    shm_name: str
+    fields: tuple[_Field, ...]
+
+    def views(self, buf: memoryview) -> dict[str, np.ndarray]:
+        return {
+            f.name: np.ndarray(f.shape, dtype=np.dtype(f.dtype), buffer=buf, offset=f.offset)
+            for f in self.fields
+        }
+
+
+def _plan(num_envs: int, obs_space: gym.Space, act_space: gym.Space) -> tuple[list, int]:
+    specs = [
+        ("obs", obs_space.dtype, obs_space.shape),
+        ("actions", act_space.dtype, act_space.shape),
+        ("rewards", np.float64, ()),
+        ("terminated", np.bool_, ()),
+        ("truncated", np.bool_, ()),
+    ]
+    fields, offset = [], 0
+    for name, dtype, shape in specs:
+        full = (num_envs, *shape)
+        fields.append((name, np.dtype(dtype).str, full, offset))
+        offset += -(-int(np.prod(full)) * np.dtype(dtype).itemsize // 64) * 64
+    return fields, max(offset, 64)
+
+
+def _attach(name: str) -> SharedMemory:
+    """Open the main process's block. Workers share the main process's resource tracker, so
+    attaching adds nothing for it to clean up; the main process alone unlinks the block."""
+    return SharedMemory(name=name)
+
+
+def _worker(conn: Connection, env_fns: Sequence[Callable[[], gym.Env]], start: int) -> None:
+    """Worker loop: build the envs, report spaces, then serve reset/step/close commands."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    cv2.setNumThreads(1)  # one core per worker; OpenCV threads would only oversubscribe
+    current = start
+    group: EnvGroup | None = None
+    shm: SharedMemory | None = None
+    try:
+        envs = []
+        for j, fn in enumerate(env_fns):
+            current = start + j
+            envs.append(fn())
+        conn.send(("spaces", (envs[0].observation_space, envs[0].action_space)))
+        actions = None
+        while True:
+            command, payload = conn.recv()
+            if command == "step":
+                assert group is not None and actions is not None
+                conn.send(("ok", group.step(actions.copy())))
+            elif command == "reset":
+                assert group is not None
+                conn.send(("ok", group.reset(*payload)))
+            elif command == "attach":
+                shm = _attach(payload.shm_name)
+                views = payload.views(shm.buf)
+                rows = slice(start, start + len(envs))
+                group = EnvGroup(
+                    envs,
+                    start,
+                    views["obs"][rows],
+                    views["rewards"][rows],
+                    views["terminated"][rows],
+                    views["truncated"][rows],
+                )
+                actions = views["actions"][rows]
+                del views
+                conn.send(("ok", None))
+            elif command == "close":
+                for env in envs:
+                    env.close()
+                conn.send(("ok", None))
+                return
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        return  # the main process went away; nothing to report to
+    except Exception:
+        index = group.current if group is not None else current
+        conn.send(("error", (index, traceback.format_exc())))
+    finally:
+        group = actions = None  # type: ignore[assignment]  # drop shm views before closing
+        if shm is not None:
+            shm.close()
+
+
+class SharedMemoryVectorEnv(VectorEnv):
+    """Vector env whose envs run in ``num_workers`` processes writing into shared memory.
+
+    ``env_fns`` must be picklable (e.g. ``functools.partial(make_env, "Pong", seed=3)``) under
+    the default ``"forkserver"`` start method, which is safe in processes that already run
+    threads (torch, OpenCV); ``"fork"`` starts faster and accepts lambdas.
+    """
+
+    def __init__(
+        self,
+        env_fns: Sequence[Callable[[], gym.Env]],
+        *,
+        num_workers: int | None = None,
+        context: str = "forkserver",
+    ) -> None:
+        self.num_envs = len(env_fns)
+        workers = num_workers or min(self.num_envs, os.cpu_count() or 1)
+        if not 1 <= workers <= self.num_envs:
+            raise ValueError(
+                f"num_workers={num_workers} is out of range; it must be in [1, num_envs="
+                f"{self.num_envs}]"
+            )
+        ctx = mp.get_context(context)
+        chunks = np.array_split(np.arange(self.num_envs), workers)
+        self._ranges = [(int(c[0]), int(c[-1]) + 1) for c in chunks]
+        self._conns: list[Connection] = []
+        self._procs: list[Any] = []
+        self._shm: SharedMemory | None = None
+        self._views: dict[str, np.ndarray] = {}
+        self._broken: str | None = None
+        self.closed = False
+        try:
+            for lo, hi in self._ranges:
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(
+                    target=_worker, args=(child, list(env_fns[lo:hi]), lo), daemon=True
+                )
+                proc.start()
+                child.close()
+                self._conns.append(parent)
+                self._procs.append(proc)
+            spaces = [self._receive(w, "spaces") for w in range(workers)]
+            self.single_observation_space, self.single_action_space = spaces[0]
+            self._allocate()
+        except BaseException:
+            self.close()
+            raise
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def _allocate(self) -> None:
+        fields, size = _plan(self.num_envs, self.single_observation_space, self.single_action_space)
+        self._shm = SharedMemory(create=True, size=size)
+        layout = _Layout(self._shm.name, tuple(_Field(*f) for f in fields))
+        self._views = layout.views(self._shm.buf)
+        self._broadcast("attach", layout)
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the workers (worker w owns envs ``env_ranges[w]``)."""
+        return [p.pid for p in self._procs]
+
+    @property
+    def env_ranges(self) -> list[tuple[int, int]]:
+        """Half-open env index range ``[lo, hi)`` of each worker."""
+        return list(self._ranges)
+
+    @property
+    def shm_name(self) -> str | None:
+        """Name of the shared-memory block (None once closed)."""
+        return None if self._shm is None else self._shm.name
+
+    def _receive(self, w: int, expected: str = "ok") -> Any:
+        """Wait for worker ``w``'s reply, or raise WorkerError as soon as it dies."""
+        conn, proc = self._conns[w], self._procs[w]
+        lo, hi = self._ranges[w]
+        while True:
+            ready = wait([conn, proc.sentinel])
+            if conn in ready:
+                try:
+                    kind, payload = conn.recv()
+                except (EOFError, ConnectionResetError):
+                    kind, payload = "dead", None
+                break
+            if proc.sentinel in ready:
+                kind, payload = "dead", None
+                break
+        if kind == expected:
+            return payload
+        if kind == "error":
+            index, trace = payload
+            self._broken = f"env {index} raised"
+            raise WorkerError(f"env {index} (async worker {w}) raised:\n{trace}")
+        proc.join(timeout=1.0)
+        self._broken = f"worker {w} died"
+        raise WorkerError(
+            f"async worker {w} (pid {proc.pid}) running envs {lo}..{hi - 1} died "
+            f"(exit code {proc.exitcode}); env indices {list(range(lo, hi))} are lost, "
+            "close this vector env and make a new one"
+        )
+
+    def _broadcast(self, command: str, payload: Any = None) -> list[Any]:
+        if self._broken is not None:
+            raise WorkerError(f"this vector env is unusable ({self._broken}); make a new one")
+        for conn in self._conns:
+            conn.send((command, payload))
+        return [self._receive(w) for w in range(len(self._conns))]
+
+    def reset(
+        self, *, seed: int | Sequence[int | None] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        seeds = seeds_for(seed, self.num_envs)
+        if self._broken is not None:
+            raise WorkerError(f"this vector env is unusable ({self._broken}); make a new one")
+        for (lo, hi), conn in zip(self._ranges, self._conns, strict=True):
+            conn.send(("reset", (seeds[lo:hi], options)))
+        infos = [info for w in range(len(self._conns)) for info in self._receive(w)]
+        return self._views["obs"].copy(), stack_infos(infos)
+
+    def step(
+        self, actions: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        self._views["actions"][:] = actions
+        infos = [info for chunk in self._broadcast("step") for info in chunk]
+        v = self._views
+        return (
+            v["obs"].copy(),
+            v["rewards"].copy(),
+            v["terminated"].copy(),
+            v["truncated"].copy(),
+            stack_infos(infos),
+        )
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Stop every worker (politely, then by force) and unlink the shared-memory block."""
+        for conn, proc in zip(self._conns, self._procs, strict=False):
+            if proc.is_alive():
+                with contextlib.suppress(BrokenPipeError, OSError):
+                    conn.send(("close", None))
+        for proc in self._procs:
+            proc.join(timeout=2.0)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=2.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for conn in self._conns:
+            conn.close()
+        self._views = {}
+        if self._shm is not None:
+            self._shm.close()
+            self._shm.unlink()
+            self._shm = None
+
+    def close(self, **kwargs: Any) -> None:
+        if not getattr(self, "closed", True):
+            self.close_extras(**kwargs)
+            self.closed = True
+
+    def __del__(self) -> None:
+        self.close()  # a forgotten close() must not leak processes or shared memory

@@ -1,0 +1,306 @@
+"""The Atari preprocessing stack, one public ``gymnasium.Wrapper`` per step.
+
+Each wrapper works on its own; ``envs.make_atari`` composes them (in this order, innermost first):
+
+``FrameLimit -> NoopReset -> FrameSkip -> EpisodicLife -> FireReset -> GrayscaleResize ->
+ClipReward -> FrameStack``
+
+The per-frame wrappers (``FrameLimit``, ``NoopReset``) sit below ``FrameSkip`` so that they see
+every emulator frame. With ``noop_max=0`` and no life/fire/clip wrappers the stack reproduces
+gymnasium's ``AtariPreprocessing`` + ``FrameStackObservation`` bit for bit (tested), including
+its treatment of the step on which an episode ends.
+
+Two info keys are guaranteed on every step of the composed stack (``FrameSkip`` writes them, the
+wrappers above keep them): ``info["raw_reward"]`` (float, the unclipped game reward of the agent
+step) and ``info["game_over"]`` (bool, the real game ended, as opposed to a life-loss episode end).
+Reset infos carry ``raw_reward=0.0`` and ``game_over=False`` so that vector-env info arrays always
+hold both keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any, SupportsFloat
+
+import cv2
+import gymnasium as gym
+import numpy as np
+from gymnasium.spaces import Box
+
+StepResult = tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]
+
+
+def _reset_info(info: dict[str, Any]) -> dict[str, Any]:
+    """A reset is not an agent step: it earns no reward and ends no game."""
+    info["raw_reward"] = 0.0
+    info["game_over"] = False
+    return info
+
+
+def _ale(env: gym.Env, wrapper: str) -> Any:
+    """The ALE interface under ``env``; wrappers that read lives or frame counters need it."""
+    ale = getattr(env.unwrapped, "ale", None)
+    if ale is None:
+        raise ValueError(
+            f"{wrapper} needs an ALE env (ale_py AtariEnv underneath), got {env.unwrapped!r}; "
+            "make the env with gymnasium.make('ALE/<Game>-v5', frameskip=1)"
+        )
+    return ale
+
+
+def _action_index(env: gym.Env, meaning: str) -> int | None:
+    """Index of an action meaning such as 'FIRE' in the env's action set, or None if absent."""
+    meanings = env.unwrapped.get_action_meanings()  # type: ignore[attr-defined]
+    return meanings.index(meaning) if meaning in meanings else None
+
+
+class FrameLimit(gym.Wrapper):
+    """Truncate an episode once the emulator has run ``max_frames`` frames (default 108,000).
+
+    Counting emulator frames (not agent steps) keeps the cap at 30 minutes of play whatever the
+    frame skip (Machado et al. 2018). The count is ALE's own episode frame number, which also
+    counts no-op and fire frames played during resets. Put it directly on the frameskip=1 ALE
+    env so the cap falls on the exact frame, as ALE's ``max_num_frames_per_episode`` does.
+    """
+
+    def __init__(self, env: gym.Env, max_frames: int = 108_000) -> None:
+        super().__init__(env)
+        if max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        self.max_frames = int(max_frames)
+        self._ale_interface = _ale(env, "FrameLimit")
+
+    def step(self, action: Any) -> StepResult:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self._ale_interface.getEpisodeFrameNumber() >= self.max_frames:
+            truncated = True
+        return obs, reward, terminated, truncated, info
+
+
+class NoopReset(gym.Wrapper):
+    """After each reset, play a random number of NOOP frames in ``[1, noop_max]``.
+
+    Random no-op starts (Mnih et al. 2015) vary the start state of deterministic games. The
+    count is drawn from the base env's ``np_random`` (seeded by ``reset(seed=...)``), as
+    gymnasium's ``AtariPreprocessing`` does. Put it below ``FrameSkip``: each no-op is one frame.
+    """
+
+    def __init__(self, env: gym.Env, noop_max: int = 30) -> None:
+        super().__init__(env)
+        if noop_max < 0:
+            raise ValueError(f"noop_max must be >= 0, got {noop_max}")
+        noop = _action_index(env, "NOOP")
+        if noop_max > 0 and noop is None:
+            raise ValueError("NoopReset needs a 'NOOP' action; this game has none, use noop_max=0")
+        self.noop_max = int(noop_max)
+        self._noop = noop or 0
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        if self.noop_max == 0:
+            return obs, info
+        noops = int(self.env.unwrapped.np_random.integers(1, self.noop_max + 1))
+        for _ in range(noops):
+            obs, _, terminated, truncated, step_info = self.env.step(self._noop)
+            info.update(step_info)
+            if terminated or truncated:
+                obs, info = self.env.reset(options=options)
+        return obs, info
+
+
+class FrameSkip(gym.Wrapper):
+    """Repeat each action ``skip`` times, sum the rewards, max-pool the last two frames.
+
+    Max-pooling removes the flicker of sprites drawn on alternate frames (Mnih et al. 2015).
+    The pooling buffers follow gymnasium's ``AtariPreprocessing`` exactly, including the step on
+    which the episode ends: frames after the end are not captured, so that step's observation
+    pools the most recently captured frames. Writes ``info["raw_reward"]`` (the summed reward)
+    and ``info["game_over"]`` (the env below terminated or truncated).
+    """
+
+    def __init__(self, env: gym.Env, skip: int = 4) -> None:
+        super().__init__(env)
+        if skip < 1:
+            raise ValueError(f"skip must be >= 1, got {skip}")
+        space = env.observation_space
+        if not isinstance(space, Box):
+            raise ValueError(f"FrameSkip needs a Box observation space, got {space}")
+        self.skip = int(skip)
+        # [0]: last frame, pooled in place; [1]: second-to-last frame.
+        self._frames = np.zeros((2, *space.shape), dtype=space.dtype)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._frames[0] = obs
+        self._frames[1] = 0
+        return self._frames[0].copy(), _reset_info(info)
+
+    def step(self, action: Any) -> StepResult:
+        total = 0.0
+        terminated = truncated = False
+        info: dict[str, Any] = {}
+        last = self.skip - 1
+        for t in range(self.skip):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+            if t == last - 1:
+                self._frames[1] = obs
+            elif t == last:
+                self._frames[0] = obs
+        if self.skip > 1:
+            np.maximum(self._frames[0], self._frames[1], out=self._frames[0])
+        info["raw_reward"] = total
+        info["game_over"] = bool(terminated or truncated)
+        return self._frames[0].copy(), total, terminated, truncated, info
+
+
+class EpisodicLife(gym.Wrapper):
+    """End the training episode when a life is lost; reset the game only when it is really over.
+
+    Mnih et al. (2015) end episodes at life loss during training. ``reset()`` after a life loss
+    plays one NOOP step instead of restarting the game (a real reset happens when the game is
+    over, when a seed is given, or if that NOOP step itself ends the game).
+    ``info["game_over"]`` tells a life loss (False) from the end of the game (True).
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._ale_interface = _ale(env, "EpisodicLife")
+        self._noop = _action_index(env, "NOOP") or 0
+        self._lives = 0
+        self._game_over = True
+
+    def step(self, action: Any) -> StepResult:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._game_over = bool(terminated or truncated)
+        info.setdefault("game_over", self._game_over)
+        lives = self._ale_interface.lives()
+        # Games that count down to 0 end on their own; only 0 < lives < before is a life loss.
+        if 0 < lives < self._lives:
+            terminated = True
+        self._lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        if self._game_over or seed is not None:
+            obs, info = self.env.reset(seed=seed, options=options)
+        else:
+            obs, _, terminated, truncated, info = self.env.step(self._noop)
+            if terminated or truncated:
+                obs, info = self.env.reset(options=options)
+        self._lives = self._ale_interface.lives()
+        self._game_over = False
+        return obs, _reset_info(info)
+
+
+class FireReset(gym.Wrapper):
+    """Press FIRE after each reset, in games whose action meanings contain FIRE.
+
+    Games such as Breakout wait for FIRE to launch the ball; without it an agent can stall for a
+    whole episode. In games without FIRE this wrapper changes nothing.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.fire_action = _action_index(env, "FIRE")
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        if self.fire_action is None:
+            return obs, info
+        obs, _, terminated, truncated, step_info = self.env.step(self.fire_action)
+        if terminated or truncated:
+            obs, step_info = self.env.reset(options=options)
+        info.update(step_info)
+        return obs, _reset_info(info)
+
+
+class GrayscaleResize(gym.ObservationWrapper):
+    """Convert frames to grayscale (if RGB) and resize to ``screen_size`` with ``INTER_AREA``.
+
+    ``make_atari`` asks ALE for grayscale frames (ALE's palette, as ``AtariPreprocessing`` uses)
+    so that max-pooling happens on grayscale frames like the reference; RGB input is converted
+    with OpenCV's ITU-R 601 weights. Area interpolation matches gymnasium's preprocessing.
+    """
+
+    def __init__(self, env: gym.Env, screen_size: int = 84) -> None:
+        super().__init__(env)
+        if screen_size < 8:
+            raise ValueError(f"screen_size must be >= 8, got {screen_size}")
+        space = env.observation_space
+        if not (
+            isinstance(space, Box)
+            and space.dtype == np.uint8
+            and (len(space.shape) == 2 or (len(space.shape) == 3 and space.shape[2] == 3))
+        ):
+            raise ValueError(
+                f"GrayscaleResize needs uint8 (H, W) or (H, W, 3) frames, got {space}"
+            )
+        self.screen_size = int(screen_size)
+        self._rgb = len(space.shape) == 3
+        self.observation_space = Box(0, 255, (screen_size, screen_size), np.uint8)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        if self._rgb:
+            observation = cv2.cvtColor(observation, cv2.COLOR_RGB2GRAY)
+        return cv2.resize(
+            observation, (self.screen_size, self.screen_size), interpolation=cv2.INTER_AREA
+        )
+
+
+class ClipReward(gym.Wrapper):
+    """Replace each reward by its sign; keep the unclipped reward in ``info["raw_reward"]``.
+
+    Sign clipping lets one learning rate serve games with very different score scales (Mnih et
+    al. 2015); the raw reward stays available so that returns are reported in game score.
+    """
+
+    def step(self, action: Any) -> StepResult:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        reward = float(reward)
+        info.setdefault("raw_reward", reward)
+        return obs, float((reward > 0) - (reward < 0)), terminated, truncated, info
+
+
+class FrameStack(gym.Wrapper):
+    """Stack the last ``num_stack`` observations on a new leading axis, oldest first.
+
+    After a reset every slot holds a copy of the first observation. The stack lives in one
+    contiguous buffer that is shifted in place; each step returns a fresh copy, so callers may
+    keep observations across steps.
+    """
+
+    def __init__(self, env: gym.Env, num_stack: int = 4) -> None:
+        super().__init__(env)
+        if num_stack < 1:
+            raise ValueError(f"num_stack must be >= 1, got {num_stack}")
+        space = env.observation_space
+        if not isinstance(space, Box):
+            raise ValueError(f"FrameStack needs a Box observation space, got {space}")
+        self.num_stack = int(num_stack)
+        low = np.repeat(space.low[None], num_stack, axis=0)
+        high = np.repeat(space.high[None], num_stack, axis=0)
+        self.observation_space = Box(low, high, dtype=space.dtype)
+        self._stack = np.zeros(self.observation_space.shape, dtype=space.dtype)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._stack[:] = obs
+        return self._stack.copy(), info
+
+    def step(self, action: Any) -> StepResult:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._stack[:-1] = self._stack[1:]
+        self._stack[-1] = obs
+        return self._stack.copy(), reward, terminated, truncated, info
