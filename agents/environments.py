@@ -43,6 +43,12 @@ def make_eval_env(cfg: EnvConfig, seed: int | None = None,
     return env
 
 
+def _in_process(vec: gym.vector.VectorEnv) -> bool:
+    """Whether ``vec`` steps real env objects in this process (sync backends expose ``envs``)."""
+    sub_envs = getattr(vec, "envs", None)
+    return isinstance(sub_envs, list) and all(isinstance(e, gym.Env) for e in sub_envs)
+
+
 def snapshot_vector_env(vec: gym.vector.VectorEnv) -> bytes | None:
     """Pickle the state of an in-process vector env whose sub-envs pickle, else ``None``.
 
@@ -50,7 +56,7 @@ def snapshot_vector_env(vec: gym.vector.VectorEnv) -> bytes | None:
     same episodes and ``N/2 + resume + N/2`` steps equal ``N`` straight ones. Emulators (ALE) and
     worker-process backends do not pickle; their resume starts new games instead.
     """
-    if not isinstance(vec, gym.vector.SyncVectorEnv):
+    if not _in_process(vec):
         return None
     state = {key: value for key, value in vars(vec).items() if key != "env_fns"}
     try:
@@ -61,10 +67,10 @@ def snapshot_vector_env(vec: gym.vector.VectorEnv) -> bytes | None:
 
 def restore_vector_env(vec: gym.vector.VectorEnv, blob: bytes | None) -> bool:
     """Load a ``snapshot_vector_env`` blob into ``vec``; ``False`` if it cannot be restored."""
-    if blob is None or not isinstance(vec, gym.vector.SyncVectorEnv):
+    if blob is None or not _in_process(vec):
         return False
     state = pickle.loads(blob)
-    if len(state.get("envs", [])) != len(vec.envs):
+    if state.get("num_envs") != vec.num_envs:
         return False
     for env in vec.envs:
         env.close()

@@ -18,7 +18,8 @@ class Learner(Protocol):
     """Environment steps taken so far, summed over all envs (the unit of ``--steps``)."""
 
     def train_iteration(self) -> dict[str, float]:
-        """Collect experience and update (if due). Returns scalars to log; may be empty."""
+        """Collect experience and update (if due). Returns scalars to log: empty except when
+        ``env_steps`` crosses a multiple of ``train.log_every`` (one host sync per log)."""
         ...
 
     def pop_episodes(self) -> list[Episode]:
@@ -30,6 +31,11 @@ class Learner(Protocol):
         ...
 
     def state_dict(self, *, include_replay: bool = True) -> dict[str, Any]:
+        """Everything needed to continue exactly (the replay buffer only if ``include_replay``)."""
+        ...
+
+    def replay_nbytes(self) -> int:
+        """Bytes of replay storage (0 without replay); decides ``checkpoint.save_replay: null``."""
         ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
