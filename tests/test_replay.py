@@ -10,12 +10,15 @@ episode (bootstrapping).
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from rlkit.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer
+from rlkit.replay import memory as replay_memory
 from rlkit.replay.buffer import frame_ring_capacity
 
 
@@ -304,3 +307,295 @@ def test_every_sampled_field_matches_the_reference(cls: type, case: str) -> None
     assert len(buf) <= capacity
     if case == "stack4-n3-tight-frame-ring":
         assert ref.evicted_by_frames > 0, "this case must exercise early eviction by frames"
+
+
+# ---------------------------------------------------------------------------- hand-computed
+def frame(i: int) -> np.ndarray:
+    return np.full((2, 2), i, np.uint8)
+
+
+def test_n_step_targets_hand_computed_with_termination() -> None:
+    """Episode of 5 steps, rewards 1..5, terminated at the end; n=3, gamma=0.5."""
+    buf = ReplayBuffer(16, (4, 2, 2), frame_stack=4, n_step=3, gamma=0.5, seed=0)
+    obs = np.stack([frame(0)] * 4)
+    for t in range(5):
+        nxt = np.concatenate((obs[1:], frame(t + 1)[None]))
+        buf.add(obs, t, float(t + 1), nxt, t == 4, False)
+        obs = nxt
+    batch = buf.sample(200)
+    got = {int(i): k for k, i in enumerate(batch.indices)}
+    assert sorted(got) == [0, 1, 2, 3, 4]
+    want = {  # slot: (return, discount, newest frame of next_obs)
+        0: (1 + 0.5 * 2 + 0.25 * 3, 0.125, 3),
+        1: (2 + 0.5 * 3 + 0.25 * 4, 0.125, 4),
+        2: (3 + 0.5 * 4 + 0.25 * 5, 0.0, 5),  # terminated inside the window
+        3: (4 + 0.5 * 5, 0.0, 5),
+        4: (5.0, 0.0, 5),  # the last n-1 transitions are kept, with shorter windows
+    }
+    for slot, (ret, disc, newest) in want.items():
+        k = got[slot]
+        assert batch.rewards[k] == pytest.approx(ret)
+        assert batch.discounts[k] == pytest.approx(disc)
+        np.testing.assert_array_equal(
+            batch.next_obs[k, :, 0, 0], np.arange(newest - 3, newest + 1).clip(0)
+        )
+        np.testing.assert_array_equal(batch.obs[k, :, 0, 0], np.arange(slot - 3, slot + 1).clip(0))
+        assert batch.actions[k] == slot
+
+
+def test_truncation_bootstraps_from_the_true_final_observation() -> None:
+    buf = ReplayBuffer(16, (4, 2, 2), frame_stack=4, n_step=2, gamma=0.5, seed=0)
+    obs = np.stack([frame(10)] * 4)
+    nxt = np.concatenate((obs[1:], frame(11)[None]))
+    buf.add(obs, 0, 1.0, nxt, False, False)
+    final = np.concatenate((nxt[1:], frame(12)[None]))
+    buf.add(nxt, 1, 2.0, final, False, True)  # time limit
+    # The next episode starts with zero padding and entirely new frames.
+    reset = np.stack([np.zeros((2, 2), np.uint8)] * 3 + [frame(20)])
+    buf.add(reset, 2, 0.0, np.concatenate((reset[1:], frame(21)[None])), False, False)
+    batch = buf.sample(100)
+    by_slot = {int(i): k for k, i in enumerate(batch.indices)}
+    assert sorted(by_slot) == [0, 1]  # slot 2's window is not complete yet
+    k0, k1 = by_slot[0], by_slot[1]
+    np.testing.assert_array_equal(batch.next_obs[k1], final)  # not the next episode's frames
+    np.testing.assert_array_equal(batch.next_obs[k0], final)
+    assert batch.discounts[k1] == pytest.approx(0.5) and batch.rewards[k1] == 2.0
+    assert batch.discounts[k0] == pytest.approx(0.25) and batch.rewards[k0] == 2.0
+    second = np.concatenate((reset[1:], frame(21)[None]))
+    buf.add(second, 3, 0.0, np.concatenate((second[1:], frame(22)[None])), False, False)
+    batch = buf.sample(300)
+    k2 = int(np.flatnonzero(batch.indices == 2)[0])
+    np.testing.assert_array_equal(batch.obs[k2], reset)  # zero padding kept as emitted
+
+
+def test_autoreset_filler_is_dropped_and_stream_break_bootstraps() -> None:
+    buf = ReplayBuffer(16, (1,), obs_dtype=np.float32, n_step=3, gamma=0.5, seed=0)
+    o = lambda v: np.array([v], np.float32)  # noqa: E731
+    buf.add(o(1), 0, 1.0, o(2), False, False)
+    buf.add(o(2), 0, 1.0, o(3), True, False)
+    buf.add(o(3), 5, 0.0, o(100), False, False)  # NEXT_STEP autoreset: obs is the final obs
+    assert len(buf) == 2
+    buf.add(o(100), 1, 1.0, o(101), False, False)
+    buf.add(o(500), 2, 4.0, o(501), False, False)  # break: 101 -> 500 without a done
+    batch = buf.sample(100)
+    rows = {int(i): k for k, i in enumerate(batch.indices)}
+    assert sorted(rows) == [0, 1, 2]  # slot 2 = (100 -> 101); the break ended its episode
+    k = rows[2]
+    assert batch.obs[k, 0] == 100 and batch.next_obs[k, 0] == 101
+    assert batch.discounts[k] == pytest.approx(0.5)  # bootstraps, like a truncation
+    assert 5 not in batch.actions.tolist()
+
+
+def test_frame_stack_errors_are_one_clear_line() -> None:
+    with pytest.raises(ValueError, match=r"frame_stack=4 needs obs_shape\[0\] == 4"):
+        ReplayBuffer(10, (3, 84, 84), frame_stack=4)
+    buf = ReplayBuffer(10, (2, 2, 2), frame_stack=2)
+    obs = np.stack([frame(1), frame(2)])
+    with pytest.raises(ValueError, match=r"next_obs\[:-1\] must equal obs\[1:\]"):
+        buf.add(obs, 0, 0.0, np.stack([frame(7), frame(3)]), False, False)
+    with pytest.raises(ValueError, match=r"obs has shape \(3, 2, 2\), expected \(1, 2, 2, 2\)"):
+        buf.add(np.zeros((3, 2, 2)), 0, 0.0, obs, False, False)
+    multi = ReplayBuffer(10, (3,), num_envs=2)
+    with pytest.raises(ValueError, match=r"action has shape \(\), expected \(2,\)"):
+        multi.add(np.zeros((2, 3)), 0, np.zeros(2), np.zeros((2, 3)), np.zeros(2), np.zeros(2))
+    with pytest.raises(ValueError, match="capacity=3 is too small"):
+        ReplayBuffer(3, (3,), num_envs=2, n_step=2)
+    with pytest.raises(ValueError, match="gamma must be in"):
+        ReplayBuffer(10, (3,), gamma=1.5)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        ReplayBuffer(10, (3,)).sample(0)
+
+
+def test_randomness_comes_only_from_the_buffer_seed() -> None:
+    def sampled(seed: int, global_seed: int) -> np.ndarray:
+        np.random.seed(global_seed)
+        buf, ref, streams = make_setup(
+            ReplayBuffer,
+            capacity=30,
+            num_envs=2,
+            n_step=1,
+            frame_stack=1,
+            frame_shape=(3,),
+            dtype=np.float32,
+            autoreset=False,
+            break_prob=0.0,
+            seed=seed,
+        )
+        for _ in range(40):
+            add_step(buf, ref, streams)
+        return buf.sample(50).indices
+
+    np.testing.assert_array_equal(sampled(3, 0), sampled(3, 99))
+    assert not np.array_equal(sampled(3, 0), sampled(4, 0))
+
+
+# ---------------------------------------------------------------------------- prioritised
+def vector_per(capacity: int, n: int, **kwargs) -> PrioritizedReplayBuffer:
+    """A PER buffer holding ``n`` one-step transitions with obs == action == slot number."""
+    buf = PrioritizedReplayBuffer(capacity, (1,), obs_dtype=np.float32, seed=0, **kwargs)
+    for i in range(n):
+        buf.add(np.array([i], np.float32), i, 0.0, np.array([i + 1], np.float32), False, False)
+    return buf
+
+
+def test_per_frequencies_follow_p_alpha_over_sum() -> None:
+    buf = vector_per(64, 50, alpha=0.6)
+    priorities = np.random.default_rng(7).uniform(0.05, 5.0, 50)
+    buf.update_priorities(np.arange(50), -priorities)  # |priority| is used
+    want = (priorities + 1e-6) ** 0.6
+    want /= want.sum()
+    draws = np.concatenate([buf.sample(128).indices for _ in range(400)])
+    counts = np.bincount(draws, minlength=64)
+    assert counts[50:].sum() == 0  # empty slots have no mass
+    expected = want * len(draws)
+    chi_square = ((counts[:50] - expected) ** 2 / expected).sum()
+    assert chi_square < 85.35  # chi2.ppf(0.999, df=49)
+    freq = counts[:50] / len(draws)
+    assert np.all(np.abs(freq - want) <= 4 * np.sqrt(want * (1 - want) / len(draws)))
+
+
+def test_stratified_sampling_puts_one_draw_in_each_equal_mass_segment() -> None:
+    buf = vector_per(8, 4, alpha=1.0)
+    buf.update_priorities(np.arange(4), np.array([1.0, 2.0, 3.0, 4.0]) - 1e-6)
+    counts = np.bincount(buf.sample(1000).indices, minlength=4)
+    np.testing.assert_allclose(counts, [100, 200, 300, 400], atol=1)  # exact up to boundaries
+
+
+def test_per_weights_are_normalised_importance_weights() -> None:
+    buf = vector_per(64, 40, alpha=0.7, beta=0.4)
+    priorities = np.linspace(0.1, 4.0, 40)
+    buf.update_priorities(np.arange(40), priorities)
+    mass = (priorities + 1e-6) ** 0.7
+    probs = mass / mass.sum()
+    for beta in (None, 1.0):
+        batch = buf.sample(64, beta=beta)
+        w = (40 * probs[batch.indices]) ** -(0.4 if beta is None else beta)
+        np.testing.assert_allclose(batch.weights, w / w.max(), rtol=1e-5)
+        assert batch.weights.max() == 1.0
+        np.testing.assert_array_equal(batch.actions, batch.indices)  # data follows the index
+
+
+def test_new_transitions_get_the_largest_priority_seen_and_duplicates_last_win() -> None:
+    buf = vector_per(8, 2, alpha=1.0, eps=1e-9)
+    buf.update_priorities(np.array([0, 1, 1]), np.array([1.0, 9.0, 3.0]))  # slot 1 -> 3
+    buf.add(np.array([2], np.float32), 2, 0.0, np.array([3], np.float32), False, False)
+    counts = np.bincount(buf.sample(1300).indices, minlength=3)
+    np.testing.assert_allclose(counts, [100, 300, 900], atol=1)  # new one at max seen = 9
+
+
+def test_overwritten_or_incomplete_transitions_keep_zero_priority_mass() -> None:
+    buf = PrioritizedReplayBuffer(3, (1,), obs_dtype=np.float32, n_step=3, seed=0)
+    o = lambda v: np.array([v], np.float32)  # noqa: E731
+    for t in range(3):
+        buf.add(o(t), t, 1.0, o(t + 1), False, False)
+    assert buf.sample(10).indices.tolist() == [0] * 10
+    buf.add(o(3), 3, 1.0, o(4), False, False)  # slot 0 now holds t=3, window incomplete
+    buf.update_priorities(np.array([0]), np.array([100.0]))  # stale index: ignored
+    assert len(buf) == 1
+    assert set(buf.sample(50).indices.tolist()) == {1}
+    with pytest.raises(ValueError, match="one priority per sampled index"):
+        buf.update_priorities(np.array([1, 2]), np.array([1.0]))
+    with pytest.raises(ValueError, match="non-finite priority"):
+        buf.update_priorities(np.array([1]), np.array([np.nan]))
+    empty = PrioritizedReplayBuffer(4, (1,), obs_dtype=np.float32, n_step=3)
+    empty.add(o(0), 0, 0.0, o(1), False, False)
+    with pytest.raises(ValueError, match="cannot sample"):
+        empty.sample(2)
+
+
+# ---------------------------------------------------------------------------- state_dict
+@pytest.mark.parametrize("cls", [ReplayBuffer, PrioritizedReplayBuffer], ids=["uniform", "per"])
+def test_state_dict_round_trip_mid_stream_gives_identical_samples(cls: type) -> None:
+    kwargs = dict(
+        capacity=61,
+        num_envs=3,
+        n_step=3,
+        frame_stack=4,
+        frame_shape=(5, 5),
+        dtype=np.uint8,
+        autoreset=True,
+        break_prob=0.02,
+    )
+    first, ref, streams = make_setup(cls, **kwargs)
+    for _ in range(70):
+        add_step(first, ref, streams)
+    first.sample(8)
+    state = pickle.loads(pickle.dumps(first.state_dict()))  # as a checkpoint would store it
+    second, _, _ = make_setup(cls, **kwargs, seed=123)
+    second.load_state_dict(state)
+    for t in range(60):  # the same stream into both, across wrap-around
+        steps = [s.step() for s in streams]
+        for buf in (first, second):
+            buf.add(
+                *(
+                    np.stack([getattr(s, f) for s in steps])
+                    for f in Step.__dataclass_fields__
+                    if f != "kind"
+                )
+            )
+        if t % 10 == 0:
+            a, b = first.sample(32), second.sample(32)
+            for field in Batch.__dataclass_fields__:
+                np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+            if cls is PrioritizedReplayBuffer:
+                new_priorities = np.arange(32) * 0.1
+                first.update_priorities(a.indices, new_priorities)
+                second.update_priorities(b.indices, new_priorities)
+    assert len(first) == len(second)
+
+
+def test_state_dict_of_a_partly_filled_buffer_holds_only_what_was_written() -> None:
+    buf = ReplayBuffer(10_000, (4, 8, 8), frame_stack=4)
+    obs = np.zeros((4, 8, 8), np.uint8)
+    buf.add(obs, 0, 0.0, obs, False, False)
+    state = buf.state_dict()
+    assert sum(a.nbytes for a in state["frames"]) == 5 * 64  # one start stack + one frame
+    assert len(state["actions"][0]) == 1
+
+
+def test_loading_into_another_layout_fails_with_a_clear_message() -> None:
+    state = ReplayBuffer(20, (3,), obs_dtype=np.float32).state_dict()
+    with pytest.raises(ValueError, match=r"saved with capacity=20 \(this buffer: 30\)"):
+        ReplayBuffer(30, (3,), obs_dtype=np.float32).load_state_dict(state)
+    with pytest.raises(ValueError, match=r"obs_shape=\(3,\) \(this buffer: \(4,\)\)"):
+        ReplayBuffer(20, (4,), obs_dtype=np.float32).load_state_dict(state)
+    with pytest.raises(ValueError, match="kind='ReplayBuffer'"):
+        PrioritizedReplayBuffer(20, (3,), obs_dtype=np.float32).load_state_dict(state)
+    with pytest.raises(ValueError, match="no 'config' entry"):
+        ReplayBuffer(20, (3,)).load_state_dict({})
+
+
+# ---------------------------------------------------------------------------- memory
+@pytest.mark.parametrize("cls", [ReplayBuffer, PrioritizedReplayBuffer], ids=["uniform", "per"])
+def test_atari_million_transitions_fit_in_7_2_kb_each(cls: type) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a small CI box may warn; pages are lazy
+        buf = cls(1_000_000, (4, 84, 84), frame_stack=4)
+    assert buf.nbytes / buf.capacity <= 7200
+    # Headroom for episode starts: 4 extra frames each for one start per 288 transitions.
+    assert buf.frame_capacity == 1_000_000 + 1_000_000 // 72
+    assert buf.nbytes >= buf.frame_capacity * 84 * 84
+    del buf
+
+
+def test_small_observations_get_a_ring_that_never_evicts_early() -> None:
+    assert frame_ring_capacity(1000, 1, 16) == 2000  # CartPole: every obs once, plus starts
+    assert frame_ring_capacity(1000, 4, 7056) == 1000 + 13
+
+
+def test_warns_when_the_buffer_will_not_fit_in_available_memory(monkeypatch) -> None:
+    monkeypatch.setattr(replay_memory, "available_memory_bytes", lambda: 1_000_000)
+    with pytest.warns(UserWarning, match=r"needs 0\.07 GB but only 0\.00 GB .* lower `capacity`"):
+        ReplayBuffer(10_000, (4, 84, 84), frame_stack=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ReplayBuffer(10, (4,))  # 1 MB is enough: no warning
+
+
+def test_available_memory_falls_back_when_proc_meminfo_is_missing(monkeypatch) -> None:
+    def no_proc(*args, **kwargs):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr("builtins.open", no_proc)
+    value = replay_memory.available_memory_bytes()
+    assert value is None or value > 0
