@@ -1,0 +1,212 @@
+"""make_vector_env: backends agree with single envs, autoreset, infos, failures, cleanup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from multiprocessing.shared_memory import SharedMemory
+
+import numpy as np
+import pytest
+
+from envs import make_env, make_vector_env
+from envs.vector import (
+    AleVectorEnv,
+    InProcessVectorEnv,
+    SharedMemoryVectorEnv,
+    WorkerError,
+    choose_backend,
+)
+
+REFERENCE_OPTIONS = {
+    "noop_max": 0, "episodic_life": False, "clip_rewards": False, "fire_reset": False,
+}
+
+
+def random_actions(num_envs: int, steps: int, n: int = 4) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, n, (steps, num_envs))
+
+
+def vector_rollout(vec, actions: np.ndarray, seed: int | None = None) -> list:
+    obs, info = vec.reset(seed=seed)
+    out = [obs, info["raw_reward"], info["game_over"]]
+    for a in actions:
+        obs, reward, terminated, truncated, info = vec.step(a)
+        out += [obs, reward, terminated, truncated, info["raw_reward"], info["game_over"]]
+    vec.close()
+    return out
+
+
+def single_rollouts(env_id: str, seeds: list[int], actions: np.ndarray, **kwargs) -> list:
+    """The obvious oracle: each env alone, autoreset done by hand the NEXT_STEP way."""
+    envs = [make_env(env_id, seed=s, **kwargs) for s in seeds]
+    resets = [env.reset() for env in envs]
+    out = [np.stack([r[0] for r in resets]), np.zeros(len(envs)), np.zeros(len(envs), bool)]
+    done = [False] * len(envs)
+    for a in actions:
+        rows = []
+        for i, env in enumerate(envs):
+            if done[i]:
+                obs, info = env.reset()
+                rows.append((obs, 0.0, False, False, info))
+            else:
+                rows.append(env.step(int(a[i])))
+            done[i] = rows[-1][2] or rows[-1][3]
+        cols = list(zip(*rows, strict=True))
+        infos = cols[4]
+        raw = np.array([i["raw_reward"] for i in infos])
+        game_over = np.array([i["game_over"] for i in infos])
+        out += [np.stack(cols[0]), np.array(cols[1]), np.array(cols[2]), np.array(cols[3])]
+        out += [raw, game_over]
+    return out
+
+
+def assert_same(a: list, b: list) -> None:
+    assert len(a) == len(b)
+    for k, (x, y) in enumerate(zip(a, b, strict=True)):
+        assert np.array_equal(x, y), f"item {k} differs"
+
+
+@pytest.mark.parametrize("backend", ["sync", "async"])
+def test_backends_match_single_envs_seeded_seed_plus_i(backend: str) -> None:
+    actions = random_actions(4, 150)
+    vec = make_vector_env("Breakout", 4, backend=backend, seed=7)
+    assert vec.metadata["autoreset_mode"].value == "NextStep"
+    assert vec.observation_space.shape == (4, 4, 84, 84)
+    got = vector_rollout(vec, actions)
+    expected = single_rollouts("Breakout", [7, 8, 9, 10], actions)
+    assert sum(t.sum() for t in got[5::6]) >= 4, "life losses must exercise autoreset"
+    assert_same(got, expected)
+
+
+def test_next_step_autoreset_returns_reset_obs_with_zero_reward() -> None:
+    vec = make_vector_env("Breakout", 2, backend="sync", seed=0)
+    vec.reset()
+    actions = random_actions(2, 300)
+    seen = 0
+    for t in range(len(actions) - 1):
+        _, _, terminated, truncated, _ = vec.step(actions[t])
+        done = terminated | truncated
+        if done.any():
+            obs, reward, terminated, truncated, info = vec.step(actions[t + 1])
+            for i in np.flatnonzero(done):
+                assert reward[i] == 0 and not terminated[i] and not truncated[i]
+                assert info["raw_reward"][i] == 0 and not info["game_over"][i]
+                assert all(np.array_equal(obs[i, 0], f) for f in obs[i]), "reset fills the stack"
+                seen += 1
+    vec.close()
+    assert seen >= 2
+
+
+def test_ale_backend_matches_our_stack_frame_for_frame() -> None:
+    actions = random_actions(2, 400)
+    ale = make_vector_env("Breakout", 2, backend="ale", **REFERENCE_OPTIONS)
+    sync = make_vector_env("Breakout", 2, backend="sync", **REFERENCE_OPTIONS)
+    got = vector_rollout(ale, actions, seed=3)
+    expected = vector_rollout(sync, actions, seed=3)
+    assert sum(t.sum() for t in expected[5::6]) >= 2, "game overs must exercise the padding fix"
+    assert_same(got, expected)
+
+
+def test_ale_backend_default_preprocessing_infos_and_clipping() -> None:
+    vec = make_vector_env("SpaceInvaders", 3, backend="ale", seed=0, episodic_life=False)
+    obs, info = vec.reset()
+    assert obs.shape == (3, 4, 84, 84)
+    assert all(np.array_equal(obs[i, 0], obs[i, k]) for i in range(3) for k in range(4))
+    rewards, raws = [], []
+    for a in random_actions(3, 300, n=6):
+        _, reward, _, _, info = vec.step(a)
+        assert info["_raw_reward"].all() and info["_game_over"].all()
+        rewards.append(reward)
+        raws.append(info["raw_reward"])
+    vec.close()
+    np.testing.assert_array_equal(np.sign(raws), rewards)
+    assert np.abs(raws).max() > 1, "Space Invaders aliens score 5 to 30"
+
+
+def test_ale_backend_refuses_options_it_cannot_honour() -> None:
+    with pytest.raises(ValueError, match="episodic_life=True is not supported by backend 'ale'"):
+        make_vector_env("Pong", 2, backend="ale")
+    with pytest.raises(ValueError, match="render_mode"):
+        make_vector_env("Pong", 2, backend="ale", episodic_life=False, render_mode="rgb_array")
+    with pytest.raises(ValueError, match="Atari games only"):
+        make_vector_env("CartPole-v1", 2, backend="ale")
+
+
+def test_auto_rule() -> None:
+    assert choose_backend("CartPole-v1", 8, {}) == "sync"
+    assert choose_backend("Pong", 8, {"episodic_life": False}) == "ale"
+    assert choose_backend("Pong", 1, {}) == "sync"
+    expected = "async" if (os.cpu_count() or 1) >= 2 else "sync"
+    assert choose_backend("Pong", 8, {}) == expected
+    vec = make_vector_env("CartPole-v1", 3, seed=0)
+    assert isinstance(vec, InProcessVectorEnv)
+    vec.close()
+    vec = make_vector_env("Pong", 2, episodic_life=False)
+    assert isinstance(vec, AleVectorEnv)
+    vec.close()
+
+
+@pytest.mark.parametrize("backend", ["sync", "async"])
+def test_classic_control_vector_env(backend: str) -> None:
+    vec = make_vector_env("CartPole-v1", 3, backend=backend, seed=1)
+    obs, _ = vec.reset()
+    assert obs.shape == (3, 4)
+    ends = 0
+    for _ in range(60):
+        _, reward, terminated, truncated, _ = vec.step(vec.action_space.sample())
+        ends += int(terminated.sum() + truncated.sum())
+        assert reward.shape == (3,)
+    vec.close()
+    assert ends >= 1
+
+
+def test_bad_arguments_name_the_parameter() -> None:
+    with pytest.raises(ValueError, match="num_envs=0 .* >= 1"):
+        make_vector_env("Pong", 0)
+    with pytest.raises(ValueError, match="backend='gpu' is unknown; allowed values: auto, sync"):
+        make_vector_env("Pong", 2, backend="gpu")
+    with pytest.raises(ValueError, match="num_workers is an option of backend 'async' only"):
+        make_vector_env("Pong", 2, backend="sync", num_workers=2)
+    with pytest.raises(ValueError, match="frame_stack=0"):
+        make_vector_env("Pong", 2, backend="ale", episodic_life=False, frame_stack=0)
+    with pytest.raises(ValueError, match="unknown env id 'Pongg'"):
+        make_vector_env("Pongg", 2)
+
+
+def test_killed_worker_raises_naming_its_envs_and_close_frees_everything() -> None:
+    vec = make_vector_env("Pong", 4, backend="async", num_workers=2, seed=0)
+    assert isinstance(vec, SharedMemoryVectorEnv) and vec.env_ranges == [(0, 2), (2, 4)]
+    vec.reset()
+    vec.step(np.zeros(4, dtype=np.int64))
+    os.kill(vec.worker_pids[1], signal.SIGKILL)
+    start = time.monotonic()
+    with pytest.raises(WorkerError, match=r"worker 1 .* envs 2\.\.3 died"):
+        vec.step(np.zeros(4, dtype=np.int64))
+    assert time.monotonic() - start < 5.0
+    with pytest.raises(WorkerError, match="unusable"):
+        vec.step(np.zeros(4, dtype=np.int64))
+    procs, name = list(vec._procs), vec.shm_name
+    vec.close()
+    assert not any(p.is_alive() for p in procs)
+    with pytest.raises(FileNotFoundError):
+        SharedMemory(name=name)
+
+
+def test_env_exception_names_the_env_index() -> None:
+    vec = make_vector_env("CartPole-v1", 4, backend="async", num_workers=2, seed=0)
+    vec.reset()
+    with pytest.raises(WorkerError, match="env 3 .async worker 1. raised"):
+        vec.step(np.array([0, 1, 0, 7]))  # 7 is outside CartPole's Discrete(2)
+    vec.close()
+
+
+def test_close_stops_workers_and_unlinks_shared_memory() -> None:
+    vec = make_vector_env("CartPole-v1", 3, backend="async", num_workers=3)
+    procs, name = list(vec._procs), vec.shm_name
+    SharedMemory(name=name).close()  # exists while open
+    vec.close()
+    assert not any(p.is_alive() for p in procs)
+    with pytest.raises(FileNotFoundError):
+        SharedMemory(name=name)
