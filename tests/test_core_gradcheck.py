@@ -101,4 +101,17 @@ def test_relative_error_and_grades():
     assert relative_error(0.0, 0.0) == 0.0
     assert relative_error(1.0, 0.5) == 0.5
     assert relative_error(1e-12, 0.0, abs_floor=1e-8) == pytest.approx(1e-4)
+    assert relative_error(3e-8, 3.0005e-8, noise=1e-10) == 0.0  # within rounding noise
+    assert relative_error(3e-8, 6e-8, noise=1e-10) == pytest.approx(0.5, rel=1e-2)
+
+
+def test_tiny_gradients_are_not_failed_by_rounding_noise():
+    """CS231n: a loss with very small gradients gives large relative errors from float noise."""
+    torch.manual_seed(0)
+    w = (torch.randn(50, dtype=torch.float64) * 1e-9).requires_grad_()
+    x = torch.randn(50, dtype=torch.float64)
+    fn = lambda: 1.0 + (w * x).sum() ** 2  # noqa: E731  gradients ~1e-8 on a loss of ~1
+    assert gradcheck(fn, {"w": w}, h=1e-5).passed
+    wrong = lambda: 1.0 + WrongSquare.apply((w * x).sum())  # noqa: E731
+    assert not gradcheck(wrong, {"w": w}, h=1e-5).passed
     assert [grade(e) for e in (0.5, 1e-3, 1e-5, 1e-9)] == ["wrong", "uncomfortable", "ok", "great"]
