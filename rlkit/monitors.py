@@ -102,11 +102,14 @@ class UpdateRatioMonitor:
     A weight tensor (2+ dims) whose ratio is outside ``[target / 10, target * 10]`` triggers an
     ``UpdateRatioWarning`` (too low: LR probably too small; too high: too large). Biases are
     measured but not warned about: they often start at zero, where the ratio is meaningless.
+    Each tensor is warned about once per direction (too low / too high), so a long run does not
+    flood its console; the ratios themselves go to TensorBoard on every monitor update.
     """
 
     def __init__(self, named_params: NamedTensors, target: float = TARGET_UPDATE_RATIO) -> None:
         self.names, self.params = _split(named_params)
         self.target = target
+        self._warned: set[tuple[str, bool]] = set()
 
     def snapshot(self) -> list[torch.Tensor]:
         return [p.clone() for p in self.params]
@@ -119,11 +122,14 @@ class UpdateRatioMonitor:
         ref = torch.stack(torch._foreach_norm(before, 2.0))
         ratios = (upd / ref).tolist()  # one host sync
         out = dict(zip(self.names, ratios, strict=True))
-        off = [
-            f"{n}={r:.1e}"
-            for n, r, p in zip(self.names, ratios, self.params, strict=True)
-            if p.ndim >= 2 and math.isfinite(r) and not self.target / 10 <= r <= self.target * 10
-        ]
+        off = []
+        for n, r, p in zip(self.names, ratios, self.params, strict=True):
+            if p.ndim < 2 or not math.isfinite(r) or self.target / 10 <= r <= self.target * 10:
+                continue
+            key = (n, r > self.target)
+            if key not in self._warned:
+                self._warned.add(key)
+                off.append(f"{n}={r:.1e}")
         if off:
             warnings.warn(
                 f"update/weight ratio off the ~{self.target:.0e} rule by more than 10x: "

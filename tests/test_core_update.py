@@ -86,6 +86,12 @@ def test_update_ratio_monitor_warns_when_off():
     assert ratios["w"] == pytest.approx(0.1)
     before = mon.snapshot()
     with torch.no_grad():
+        w.add_(0.11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # already warned about w being too high: stay quiet
+        assert mon.measure(before)["w"] > 0.05
+    before = mon.snapshot()
+    with torch.no_grad():
         w.mul_(1.001)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -157,3 +163,28 @@ def test_rejects_non_scalar_loss():
     model, opt, step = _setup()
     with pytest.raises(ValueError, match="scalar loss.*batch_mean"):
         step.update(model(torch.ones(2, 3)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_no_host_sync_between_monitor_updates_on_gpu():
+    """CUDA's sync debug mode raises on any device->host synchronisation."""
+    from rlkit.optim import RMSpropTF
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 4)).cuda()
+    opt = RMSpropTF(model.parameters(), lr=1e-3, eps=0.1, momentum=0.9, centered=True)
+    step = UpdateStep(model, opt, max_grad_norm=1.0, clip_value=5.0,
+                      lr_schedule=Linear(1e-3, 0.0, 100), monitor_every=50)
+    x = torch.randn(16, 8, device="cuda")
+    step.update(model(x).pow(2).mean())  # optimizer state is allocated on the first update
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(10):
+            stats = step.update(model(x).pow(2).mean())
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert stats.grad_norm.device.type == "cuda" and step.updates == 11
+    with pytest.raises(NonFiniteError, match="loss became non-finite at update 12"):
+        for _ in range(50):
+            step.update(model(x).pow(2).mean() * float("nan"))
