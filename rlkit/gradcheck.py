@@ -180,12 +180,19 @@ class GradCheckReport:
         return all(t.worst <= self.tolerance for t in self.tensors.values())
 
     @property
+    def unchecked(self) -> list[str]:
+        """Tensors whose every tried coordinate crossed a kink (try a smaller ``h``)."""
+        return [n for n, t in self.tensors.items() if t.checked == 0]
+
+    @property
     def kinks_skipped(self) -> int:
         return sum(t.kinks_skipped for t in self.tensors.values())
 
     def summary(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
         lines = [f"gradcheck {verdict} (tolerance {self.tolerance:g})"]
+        if self.unchecked:
+            lines.append(f"  not checked (kinks everywhere, use a smaller h): {self.unchecked}")
         for t in self.tensors.values():
             lines.append(
                 f"  {t.name:<30} worst {t.worst:.2e} ({t.grade}) checked {t.checked}"
