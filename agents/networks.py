@@ -40,7 +40,8 @@ class PixelEncoder(nn.Module):
         self.out_features = hidden
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.float()
+        # Cast to the weights' dtype (not float32) so float64 gradient checks run end to end.
+        x = obs.to(self.fc[0].weight.dtype)
         if obs.dtype == torch.uint8:
             x = x / 255.0
         return self.fc(self.convs(x))
@@ -60,7 +61,8 @@ class MLPEncoder(nn.Module):
         self.out_features = in_features
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.body(obs.float())
+        weight = next(self.parameters(), None)
+        return self.body(obs.to(weight.dtype if weight is not None else torch.float32))
 
 
 def build_encoder(
