@@ -1,22 +1,122 @@
-"""The ``rlkit`` command line (placeholder until the learners land)."""
+"""The ``rlkit`` command line: ``rlkit train`` and ``rlkit evaluate``.
+
+Every mistake a user can make (bad config key or type, unknown env id, missing or corrupt
+checkpoint, ``cuda`` without a GPU, a run directory with nothing to resume) ends with exit code
+1 (2 for malformed command lines) and ONE line ``rlkit: error: <problem>; <fix>``, never a
+traceback. Bugs still raise, so they are not disguised as user errors.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+from typing import NoReturn
+
+from agents.config import ConfigError
+from rlkit.checkpoint import CheckpointError
+from rlkit.device import DeviceError, resolve_device
+
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, CheckpointError, DeviceError)
+"""Exceptions that mean "the user asked for something wrong" (plus ``runner.RunError``)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one ``rlkit: error:`` line (exit 2), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"rlkit: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlkit", description="Deep RL for Atari.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("train", help="train an agent from a YAML config")
-    sub.add_parser("evaluate", help="evaluate a checkpoint under the standard Atari protocol")
+    parser = _Parser(prog="rlkit", description="Deep RL for Atari: train and evaluate agents.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train an agent from a YAML config",
+                           description="Train an agent. Either CONFIG or --resume RUN_DIR.")
+    train.add_argument("config", nargs="?", help="YAML config, e.g. configs/cartpole_dqn.yaml")
+    train.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE", help="override a config key, e.g. agent.gamma=0.98")
+    train.add_argument("--steps", type=int, help="budget in agent steps summed over all envs")
+    train.add_argument("--run-dir", help="run directory (default runs/<config>-<time>)")
+    train.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
+    train.add_argument("--seed", type=int, help="random seed (default: the config's)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+
+    ev = sub.add_parser("evaluate", help="evaluate a checkpoint under the standard protocol",
+                        description="Play full games (no life-loss episodes, unclipped score, "
+                                    "up to 30 no-op starts) and print score statistics.")
+    ev.add_argument("checkpoint", help="RUN_DIR/checkpoints/last.pt or best.pt")
+    ev.add_argument("--episodes", type=int, default=30, help="games to play (default 30)")
+    ev.add_argument("--epsilon", type=float, default=0.05,
+                    help="exploration for value-based agents (default 0.05, the DQN protocol)")
+    ev.add_argument("--greedy", action="store_true",
+                    help="act greedily (argmax Q, or the most probable action for PAAC)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the games and the policy")
+    ev.add_argument("--video", metavar="DIR", help="write an mp4 of the first game to DIR")
+    ev.add_argument("--json", metavar="PATH", help="write the scores as JSON to PATH")
+    ev.add_argument("--device", default="cpu", help="device for the network (default cpu)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
+def _train(args: argparse.Namespace) -> int:
+    from agents.runner import resume_run, start_run
+
+    overrides = list(args.overrides)
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    if args.device is not None:
+        resolve_device(args.device)  # fail now, before anything is built
+        overrides.append(f"train.device={args.device}")
+    if args.resume is not None:
+        if args.config is not None or args.overrides or args.seed is not None:
+            raise ConfigError("--resume continues a run with its own config; pass only "
+                              "--resume RUN_DIR [--steps N] [--device D]")
+        runner = resume_run(args.resume, overrides)
+    else:
+        if args.config is None:
+            raise ConfigError("missing CONFIG; use rlkit train configs/NAME.yaml or "
+                              "rlkit train --resume RUN_DIR")
+        if args.seed is not None:
+            overrides.append(f"train.seed={args.seed}")
+        runner = start_run(args.config, overrides, args.run_dir)
+    print(f"rlkit: run directory {runner.run_dir} (device {runner.device})", file=sys.stderr)
+    return runner.run()
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from agents.evaluate import evaluate_checkpoint
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    result = evaluate_checkpoint(
+        args.checkpoint, episodes=args.episodes, epsilon=args.epsilon, greedy=args.greedy,
+        seed=args.seed, video_dir=args.video, device=resolve_device(args.device),
+    )
+    print(result.line())
+    if args.json is not None:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result.summary(), indent=2) + "\n")
+    if args.video is not None:
+        print(f"video: {Path(args.video) / 'game0.mp4'}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from agents.runner import RunError
+
+    try:
+        return _train(args) if args.command == "train" else _evaluate(args)
+    except (*USER_ERRORS, RunError) as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        print(f"rlkit: error: {lines[0]}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rlkit: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

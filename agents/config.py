@@ -171,6 +171,8 @@ class TrainConfig:
     """Full games per periodic evaluation."""
     eval_epsilon: float = 0.05
     """Exploration epsilon of periodic evaluation (value-based agents; DQN protocol: 0.05)."""
+    target_score: float | None = None
+    """Stop early once a periodic evaluation's mean score reaches this; null = full budget."""
     progress: bool = True
     """Show a tqdm progress bar (steps, SPS, recent game score, ETA)."""
 
@@ -458,6 +460,7 @@ def dump_config(cfg: Config, path: str | Path) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a config is meant to be read and shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

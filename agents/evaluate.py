@@ -1,0 +1,170 @@
+"""Play full games with a trained policy and summarise the scores (``rlkit evaluate``).
+
+The protocol is the DQN paper's (Mnih et al. 2015): whole games (no life-loss episodes),
+unclipped game score, up to 30 random no-op starts, epsilon 0.05 for value-based agents, games
+capped at 108k frames (``env.max_episode_frames``). Evaluation builds only the policy network
+(``agents.policy.build_policy``) and one evaluation env: no training envs, no replay buffer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.config import Config, ConfigError, config_from_dict
+from agents.environments import make_eval_env
+from agents.policy import build_policy
+from envs import is_atari
+from rlkit.checkpoint import CheckpointError, load_checkpoint
+
+CHECKPOINT_FORMAT = "rlkit/1"
+"""Value of ``checkpoint["format"]`` for files written by ``rlkit train``."""
+
+ActFn = Callable[[np.ndarray], np.ndarray]
+"""Maps a batch of observations ``(1, *obs_shape)`` to actions ``(1,)``."""
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Per-game scores of one evaluation."""
+
+    returns: list[float]
+    lengths: list[int]
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--json`` object: mean, median, std, min, max, episodes, returns."""
+        scores = np.asarray(self.returns, dtype=np.float64)
+        return {
+            "mean": float(scores.mean()), "median": float(np.median(scores)),
+            "std": float(scores.std()), "min": float(scores.min()), "max": float(scores.max()),
+            "episodes": len(self.returns), "returns": [float(r) for r in self.returns],
+        }
+
+    def line(self) -> str:
+        """One human-readable line for the terminal."""
+        s = self.summary()
+        return (f"mean {s['mean']:.2f}  median {s['median']:.2f}  std {s['std']:.2f}  "
+                f"min {s['min']:.2f}  max {s['max']:.2f}  over {s['episodes']} games")
+
+
+class VideoRecorder:
+    """Writes ``env.render()`` RGB frames to an mp4 with OpenCV."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path = path
+        self.fps = fps
+        self._writer: Any = None
+
+    def add(self, frame: np.ndarray | None) -> None:
+        import cv2
+
+        if frame is None:
+            raise ConfigError("--video needs an env that renders rgb_array frames; this one "
+                              "returned none (drop --video)")
+        frame = np.ascontiguousarray(frame, dtype=np.uint8)
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            height, width = frame.shape[:2]
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (width, height))
+            if not self._writer.isOpened():
+                raise ConfigError(f"cannot write video {self.path}; check the --video directory")
+        self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+
+
+def _render(env: gym.Env) -> np.ndarray | None:
+    try:
+        return env.render()
+    except gym.error.DependencyNotInstalled as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"--video cannot render this env ({first}); drop --video") from None
+
+
+def play_games(act: ActFn, env: gym.Env, episodes: int, *, seed: int | None = None,
+               video: VideoRecorder | None = None) -> EvalResult:
+    """Play ``episodes`` whole games; the score is the sum of unclipped rewards of each game.
+
+    The first reset is seeded (then the env's own RNG continues), so an evaluation is
+    reproducible. ``video`` records the first game only.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    returns, lengths = [], []
+    for game in range(episodes):
+        obs, _ = env.reset(seed=seed if game == 0 else None)
+        recording = video is not None and game == 0
+        score, length, done = 0.0, 0, False
+        while not done:
+            if recording:
+                video.add(_render(env))
+            action = act(np.asarray(obs)[None])[0]
+            obs, reward, terminated, truncated, info = env.step(action)
+            score += float(info.get("raw_reward", reward))
+            length += 1
+            done = bool(terminated or truncated)
+        if recording:
+            video.add(_render(env))
+            video.close()
+        returns.append(score)
+        lengths.append(length)
+    return EvalResult(returns, lengths)
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
+                    ) -> tuple[dict[str, Any], Config]:
+    """Load an ``rlkit train`` checkpoint and its config (``CheckpointError`` if it is not one)."""
+    ckpt = load_checkpoint(path, map_location=map_location)
+    if ckpt.get("format") != CHECKPOINT_FORMAT or "config" not in ckpt or "learner" not in ckpt:
+        raise CheckpointError(f"{path} is not an rlkit training checkpoint; pass "
+                              "RUN_DIR/checkpoints/last.pt or best.pt written by rlkit train")
+    try:
+        cfg = config_from_dict(ckpt["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {path} holds an invalid config ({exc})") from None
+    return ckpt, cfg
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    *,
+    episodes: int = 30,
+    epsilon: float = 0.05,
+    greedy: bool = False,
+    seed: int = 0,
+    video_dir: str | Path | None = None,
+    device: torch.device | None = None,
+) -> EvalResult:
+    """Evaluate a checkpoint under the protocol above; ``video_dir`` gets ``game0.mp4``."""
+    if not 0.0 <= epsilon <= 1.0:
+        raise ConfigError(f"--epsilon must be in [0, 1], got {epsilon}")
+    device = device or torch.device("cpu")
+    ckpt, cfg = read_checkpoint(path)
+    env = make_eval_env(cfg.env, seed=seed, render_mode="rgb_array" if video_dir else None)
+    try:
+        policy = build_policy(cfg, ckpt["learner"], env.observation_space, env.action_space,
+                              device, seed=seed)
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            return policy.act(obs, greedy=greedy, epsilon=epsilon)
+
+        video = None
+        if video_dir is not None:
+            # Atari runs at 60 frames/s and we render once per agent step (frame_skip frames).
+            if is_atari(cfg.env.id):
+                fps = 60.0 / cfg.env.frame_skip
+            else:
+                fps = float(env.metadata.get("render_fps") or 30)
+            video = VideoRecorder(Path(video_dir) / "game0.mp4", fps)
+        return play_games(act, env, episodes, seed=seed, video=video)
+    finally:
+        env.close()

@@ -1,0 +1,237 @@
+"""The training runner shared by every algorithm: run directory, progress bar, TensorBoard,
+checkpoints, periodic evaluation, resume, and clean shutdown on Ctrl-C / SIGTERM.
+
+A run directory holds ``config.yaml`` (the resolved config), ``checkpoints/last.pt`` (written
+every ``checkpoint.every`` agent steps, at the end, and on SIGINT/SIGTERM), ``checkpoints/best.pt``
+(the best periodic evaluation) and TensorBoard event files. ``--resume RUN_DIR`` continues the
+run exactly where ``last.pt`` left it: step counters, schedules, optimizer, every RNG, the replay
+buffer when it was saved, and (for in-process envs that pickle) the episodes in progress.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import envs
+from agents.config import Config, ConfigError, config_to_dict, dump_config, load_config
+from agents.dqn import DQNLearner
+from agents.environments import make_eval_env
+from agents.evaluate import CHECKPOINT_FORMAT, play_games, read_checkpoint
+from agents.learner import Learner
+from rlkit.checkpoint import rng_state, save_checkpoint, set_rng_state
+from rlkit.device import resolve_device
+from rlkit.logger import Logger
+
+LEARNERS = {
+    "dqn": DQNLearner,
+    "double_dqn": DQNLearner,
+}
+"""``agent.algo`` -> learner class ``(cfg, device, logger)``: the one place training dispatches."""
+
+SAVE_REPLAY_LIMIT = 2 * 1024**3
+"""``checkpoint.save_replay: null`` saves the replay buffer when it is smaller than this."""
+
+
+class RunError(ValueError):
+    """A run directory problem a user can fix (exists already, nothing to resume, ...)."""
+
+
+def make_learner(cfg: Config, device: torch.device, logger: Logger) -> Learner:
+    """Build the learner that ``cfg.agent.algo`` names."""
+    return LEARNERS[cfg.algo](cfg, device, logger)
+
+
+def check_env_id(env_id: str) -> None:
+    """Fail at start-up, as a config error, on an env id ``envs.make_env`` does not know."""
+    try:
+        envs.make_env(env_id).close()
+    except ValueError as exc:
+        raise ConfigError(f"env.id: {exc}") from None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy's and torch's global generators (learners own their generators)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class RunState:
+    """The runner's own counters, stored in every checkpoint under ``"runner"``."""
+
+    next_checkpoint: int = 0
+    next_eval: int = 0
+    best_score: float = float("-inf")
+    recent_scores: list[float] | None = None
+    elapsed: float = 0.0
+
+
+class Runner:
+    """Drives one learner to ``cfg.train.steps`` agent steps inside ``run_dir``."""
+
+    def __init__(self, cfg: Config, run_dir: Path, *, resume: dict[str, Any] | None = None
+                 ) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.device = resolve_device(cfg.train.device)
+        if cfg.train.threads is not None:
+            torch.set_num_threads(cfg.train.threads)
+        check_env_id(cfg.env.id)
+        dump_config(cfg, self.run_dir / "config.yaml")
+        seed_everything(cfg.train.seed)
+        self.logger = Logger(self.run_dir)
+        self.learner = make_learner(cfg, self.device, self.logger)
+        every, eval_every = cfg.checkpoint.every, cfg.train.eval_every
+        self.state = RunState(next_checkpoint=every, next_eval=eval_every, recent_scores=[])
+        if resume is not None:
+            self.learner.load_state_dict(resume["learner"])
+            self.state = RunState(**resume["runner"])
+            set_rng_state(resume["rng"])
+        self.recent = collections.deque(self.state.recent_scores or [], maxlen=100)
+        save = cfg.checkpoint.save_replay
+        self.save_replay = (self.learner.replay_nbytes() < SAVE_REPLAY_LIMIT) if save is None \
+            else save
+        self._stop_signal: int | None = None
+        self._target_reached = False
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint(self, name: str = "last.pt", *, include_replay: bool | None = None) -> Path:
+        """Write ``checkpoints/<name>`` atomically."""
+        include = self.save_replay if include_replay is None else include_replay
+        self.state.recent_scores = list(self.recent)
+        return save_checkpoint(self.ckpt_dir / name, {
+            "format": CHECKPOINT_FORMAT,
+            "config": config_to_dict(self.cfg),
+            "learner": self.learner.state_dict(include_replay=include),
+            "runner": vars(self.state).copy(),
+            "rng": rng_state(),
+        })
+
+    def evaluate(self) -> float:
+        """Periodic evaluation under the protocol; a new best mean score writes ``best.pt``."""
+        cfg = self.cfg.train
+        env = make_eval_env(self.cfg.env, seed=self.cfg.train.seed + 10_000)
+        try:
+            result = play_games(
+                lambda obs: self.learner.act(obs, epsilon=cfg.eval_epsilon), env,
+                cfg.eval_episodes, seed=self.cfg.train.seed + 10_000,
+            )
+        finally:
+            env.close()
+        summary = result.summary()
+        step = self.learner.env_steps
+        self.logger.scalars({k: summary[k] for k in ("mean", "median", "std", "min", "max")},
+                            step, prefix="eval/")
+        if summary["mean"] > self.state.best_score:
+            self.state.best_score = summary["mean"]
+            self.checkpoint("best.pt", include_replay=False)
+        target = self.cfg.train.target_score
+        if target is not None and summary["mean"] >= target:
+            self._target_reached = True
+        return summary["mean"]
+
+    # ------------------------------------------------------------------ main loop
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._stop_signal = signum
+
+    def run(self) -> int:
+        """Train to the budget (or a signal), checkpoint, and return the exit code (0)."""
+        cfg, learner, state = self.cfg, self.learner, self.state
+        total = cfg.train.steps
+        handlers = {sig: signal.signal(sig, self._on_signal)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        bar = tqdm(total=total, initial=min(learner.env_steps, total), unit="step",
+                   disable=not cfg.train.progress, dynamic_ncols=True, smoothing=0.05)
+        start, shown = time.perf_counter() - state.elapsed, learner.env_steps
+        sps_clock, sps_steps, last_bar = time.perf_counter(), learner.env_steps, 0.0
+        try:
+            while (learner.env_steps < total and self._stop_signal is None
+                   and not self._target_reached):
+                scalars = learner.train_iteration()
+                step = learner.env_steps
+                for episode in learner.pop_episodes():
+                    self.recent.append(episode.score)
+                    self.logger.scalar("game/score", episode.score, step)
+                    self.logger.scalar("game/length", episode.length, step)
+                if scalars:
+                    now = time.perf_counter()
+                    self.logger.scalars(scalars, step)
+                    self.logger.scalar("perf/sps", (step - sps_steps) / (now - sps_clock), step)
+                    sps_clock, sps_steps = now, step
+                if cfg.checkpoint.every and step >= state.next_checkpoint:
+                    state.next_checkpoint += cfg.checkpoint.every
+                    state.elapsed = time.perf_counter() - start
+                    self.checkpoint()
+                if cfg.train.eval_every and step >= state.next_eval:
+                    state.next_eval += cfg.train.eval_every
+                    self.evaluate()
+                if bar.disable is False and time.perf_counter() - last_bar > 0.5:
+                    last_bar = time.perf_counter()
+                    bar.update(min(step, total) - shown)
+                    shown = min(step, total)
+                    if self.recent:
+                        bar.set_postfix(score=f"{np.mean(list(self.recent)[-10:]):.1f}",
+                                        refresh=False)
+            bar.update(min(learner.env_steps, total) - shown)
+            state.elapsed = time.perf_counter() - start
+            path = self.checkpoint()
+        finally:
+            bar.close()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            self.logger.close()
+            learner.close()
+        if self._target_reached:
+            print(f"rlkit: evaluation reached train.target_score={cfg.train.target_score} at "
+                  f"step {learner.env_steps}; stopped early (best.pt holds that policy)")
+        if self._stop_signal is not None:
+            name = signal.Signals(self._stop_signal).name
+            print(f"rlkit: {name} at step {learner.env_steps}: checkpoint written to {path}; "
+                  f"continue with: rlkit train --resume {self.run_dir}")
+        return 0
+
+
+def default_run_dir(config_path: str | Path) -> Path:
+    """``runs/<config name>-<date>-<time>``."""
+    return Path("runs") / f"{Path(config_path).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def start_run(config_path: str | Path, overrides: list[str], run_dir: str | Path | None = None
+              ) -> Runner:
+    """A new run from a YAML config; refuses a run directory that already has a checkpoint."""
+    cfg = load_config(config_path, overrides)
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config_path)
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        raise RunError(f"run directory {run_dir} already holds a checkpoint; continue it with "
+                       f"--resume {run_dir} or pick another --run-dir")
+    return Runner(cfg, run_dir)
+
+
+def resume_run(run_dir: str | Path, overrides: list[str]) -> Runner:
+    """Continue ``run_dir`` from ``checkpoints/last.pt`` (``overrides``: steps/device only)."""
+    run_dir = Path(run_dir)
+    last = run_dir / "checkpoints" / "last.pt"
+    if not run_dir.is_dir():
+        raise RunError(f"run directory {run_dir} does not exist; pass a directory made by "
+                       "rlkit train")
+    if not last.exists():
+        raise RunError(f"run directory {run_dir} has no checkpoints/last.pt to resume from; "
+                       "start a new run with rlkit train CONFIG")
+    ckpt, _ = read_checkpoint(last)
+    cfg = load_config(run_dir / "config.yaml", overrides)
+    return Runner(cfg, run_dir, resume=ckpt)

@@ -1,0 +1,143 @@
+"""``rlkit`` CLI: every user mistake is one ``rlkit: error:`` line with a non-zero exit code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CARTPOLE = str(ROOT / "configs" / "cartpole_dqn.yaml")
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_error_line(err: str, expected: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("rlkit: error: "), lines[0]
+    assert expected in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "expected"),
+    [
+        (["train", CARTPOLE, "--set", "agent.gama=0.9"], 1,
+         "unknown config key 'agent.gama'; did you mean agent.gamma?"),
+        (["train", CARTPOLE, "--set", "train.steps=abc"], 1,
+         "train.steps: expected int, got 'abc'"),
+        (["train", CARTPOLE, "--set", "agent.dueling=maybe"], 1,
+         "agent.dueling: expected bool, got 'maybe'"),
+        (["train", CARTPOLE, "--set", "agent.algo=ppo"], 1, "agent.algo: unknown algorithm 'ppo'"),
+        (["train", CARTPOLE, "--set", "nonsense"], 1, "bad override 'nonsense'"),
+        (["train", "configs/does_not_exist.yaml"], 1,
+         "config file 'configs/does_not_exist.yaml' not found"),
+        (["train"], 1, "missing CONFIG; use rlkit train configs/NAME.yaml"),
+        (["train", "--steps", "abc", CARTPOLE], 2, "argument --steps: invalid int value: 'abc'"),
+        (["train", CARTPOLE, "--device", "tpu"], 1, "unknown device 'tpu'"),
+        (["evaluate", "missing/last.pt"], 1, "no checkpoint at missing/last.pt"),
+        (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_user_mistakes(capsys, tmp_path, monkeypatch, argv, code, expected):
+    monkeypatch.chdir(tmp_path)  # a default run directory, if one were made, lands here
+    got, _, err = run_cli(capsys, *argv)
+    assert got == code
+    assert_one_error_line(err, expected)
+
+
+def test_unknown_env_id(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", CARTPOLE, "--set", "env.id=CartPol-v1",
+                           "--run-dir", str(tmp_path / "run"))
+    assert code == 1
+    assert_one_error_line(err, "env.id: ")
+    assert "CartPole-v1" in err  # the closest known id is suggested
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_gpu(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", CARTPOLE, "--device", "cuda",
+                           "--run-dir", str(tmp_path / "run"))
+    assert code == 1
+    assert_one_error_line(err, "device 'cuda' requested but no CUDA GPU is available; "
+                               "use --device cpu or auto")
+    code, _, err = run_cli(capsys, "train", CARTPOLE, "--set", "train.device=cuda",
+                           "--run-dir", str(tmp_path / "run"))
+    assert code == 1
+    assert_one_error_line(err, "no CUDA GPU is available")
+
+
+def test_corrupt_and_foreign_checkpoints(capsys, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    code, _, err = run_cli(capsys, "evaluate", str(bad))
+    assert code == 1
+    assert_one_error_line(err, f"checkpoint {bad} is corrupt or not an rlkit checkpoint")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    code, _, err = run_cli(capsys, "evaluate", str(foreign))
+    assert code == 1
+    assert_one_error_line(err, f"{foreign} is not an rlkit training checkpoint")
+    code, _, err = run_cli(capsys, "evaluate", str(tmp_path))
+    assert code == 1
+    assert_one_error_line(err, "is a directory, not a checkpoint")
+
+
+def test_resume_mistakes(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "--resume", str(tmp_path / "nope"))
+    assert code == 1
+    assert_one_error_line(err, "does not exist; pass a directory made by rlkit train")
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(capsys, "train", "--resume", str(tmp_path / "empty"))
+    assert code == 1
+    assert_one_error_line(err, "has no checkpoints/last.pt to resume from")
+    code, _, err = run_cli(capsys, "train", CARTPOLE, "--resume", str(tmp_path / "empty"))
+    assert code == 1
+    assert_one_error_line(err, "--resume continues a run with its own config")
+
+
+def test_existing_run_dir_and_bad_evaluate_args(capsys, tmp_path):
+    run = tmp_path / "run"
+    argv = ["train", CARTPOLE, "--run-dir", str(run), "--steps", "200",
+            "--set", "train.progress=false", "--set", "train.eval_every=0",
+            "--set", "agent.learning_starts=100", "--set", "agent.mlp_hidden=[8]"]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 1
+    assert_one_error_line(err, f"run directory {run} already holds a checkpoint; continue it "
+                               f"with --resume {run}")
+    last = str(run / "checkpoints" / "last.pt")
+    code, _, err = run_cli(capsys, "evaluate", last, "--episodes", "0")
+    assert code == 1
+    assert_one_error_line(err, "--episodes must be >= 1, got 0")
+    code, _, err = run_cli(capsys, "evaluate", last, "--epsilon", "1.5")
+    assert code == 1
+    assert_one_error_line(err, "--epsilon must be in [0, 1], got 1.5")
+    code, _, err = run_cli(capsys, "evaluate", last, "--video", str(tmp_path / "v"),
+                           "--episodes", "1")
+    if code != 0:  # CartPole renders through pygame, which may be absent
+        assert_one_error_line(err, "--video cannot render this env")
+
+
+def test_subprocess_error_has_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "agents.cli", "train", CARTPOLE, "--set", "optim.lr=fast",
+         "--run-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "rlkit: error: optim.lr: expected float, got 'fast'"
