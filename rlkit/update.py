@@ -1,6 +1,7 @@
 """The one gradient update that DQN and PAAC share.
 
-``update(loss)``: ``zero_grad(set_to_none)`` -> ``backward`` -> value clip -> global-norm clip ->
+``update(loss)``: ``zero_grad(set_to_none)`` -> ``backward`` -> (data-parallel runs: gradient
+all-reduce, ``grad_sync``) -> value clip -> global-norm clip ->
 ``optimizer.step`` -> learning-rate schedule -> (every ``monitor_every`` updates) monitors.
 
 Nothing on the per-update path reads a value back from the GPU: the gradient norm is returned as
@@ -12,7 +13,7 @@ gradients and parameters, TensorBoard) runs only on monitor updates.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,10 @@ class UpdateStep:
     a ``ReduceOnPlateau`` schedule works too (its value changes when you call ``observe``).
     ``state_dict`` holds the update counter, the optimizer state and the schedule state, so a
     learner that saves it need not save the optimizer separately.
+
+    ``grad_sync(params)`` runs right after ``backward`` and before clipping (data-parallel
+    training passes ``rlkit.distributed.DistributedContext.average_gradients``), so clipping and
+    the step see the gradient averaged over ranks and every rank takes the same step.
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class UpdateStep:
         logger: Logger | None = None,
         nan_guard: bool = True,
         image_every: int | None = None,
+        grad_sync: Callable[[list[torch.Tensor]], None] | None = None,
     ) -> None:
         if max_grad_norm is not None and not max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm}")
@@ -84,6 +90,7 @@ class UpdateStep:
         self.image_every = int(image_every or 10 * monitor_every)
         self.logger = logger or Logger(None)
         self.nan_guard = NaNGuard() if nan_guard else None
+        self.grad_sync = grad_sync
         self.named_params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.params = [p for _, p in self.named_params]
         if not self.params:
@@ -131,6 +138,8 @@ class UpdateStep:
             self.nan_guard.record_loss(loss, step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.grad_sync is not None:
+            self.grad_sync(self.params)
         if self.clip_value is not None:
             clip_grad_value_(self.params, self.clip_value)
         if self.max_grad_norm is not None:
