@@ -190,20 +190,22 @@ class ReplayBuffer:
 
     def __len__(self) -> int:
         """Transitions that can be sampled now (n-step window complete or episode ended)."""
-        lo, hi = self._ranges()
-        return int((hi - lo).sum())
+        return sum(hi - lo for lo, hi in map(self._env_range, range(self.num_envs)))
 
-    def _ranges(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per env, sampleable transitions are ``lo <= j < hi`` (a contiguous range).
+    def _env_range(self, e: int) -> tuple[int, int]:
+        """Env ``e``'s sampleable transitions are ``lo <= j < hi`` (a contiguous range).
 
         ``j`` is sampleable when all its frames are still stored and its n-step window is
         complete (``j + n - 1`` added) or an episode end follows it (the window stops there).
         """
-        lo = np.array(self._oldest, np.int64)
-        count = np.array(self._count, np.int64)
-        last_end = np.array(self._last_end, np.int64)
-        hi = np.minimum(count, np.maximum(count - self.n_step + 1, last_end + 1))
-        return lo, np.maximum(hi, lo)
+        lo, count = self._oldest[e], self._count[e]
+        hi = min(count, max(count - self.n_step + 1, self._last_end[e] + 1))
+        return lo, max(lo, hi)
+
+    def _ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        """``_env_range`` for all envs, as two int64 arrays."""
+        lo, hi = zip(*map(self._env_range, range(self.num_envs)), strict=True)
+        return np.array(lo, np.int64), np.array(hi, np.int64)
 
     # ------------------------------------------------------------------ add
     def add(
@@ -354,11 +356,18 @@ class ReplayBuffer:
             steps = included.sum(1)
             last = slots[np.arange(len(slots)), steps - 1]
         discounts = np.where(terminated, 0.0, self._gamma_pows[steps])
+        # obs and next_obs come from one gather into one allocation: two large temporaries
+        # per call let glibc trim and re-fault the heap, which doubled sample time here.
+        size = len(first)
+        both = self._stacks(
+            np.concatenate((env, env)),
+            np.concatenate((self._frame_idx[first] - 1, self._frame_idx[last])),
+        )
         return Batch(
-            obs=self._stacks(env, self._frame_idx[first] - 1),
+            obs=both[:size],
             actions=self._actions[first],
             rewards=np.asarray(rewards, np.float32),
-            next_obs=self._stacks(env, self._frame_idx[last]),
+            next_obs=both[size:],
             discounts=discounts.astype(np.float32),
             weights=weights,
             indices=first,

@@ -17,6 +17,9 @@ import numpy as np
 from rlkit.replay.buffer import Batch, ReplayBuffer, _as_int
 from rlkit.replay.sum_tree import SumTree
 
+# Keeps p**alpha from underflowing to 0, which would make a live slot look unsampleable.
+_MIN_MASS = np.finfo(np.float64).tiny
+
 
 class PrioritizedReplayBuffer(ReplayBuffer):
     """``ReplayBuffer`` that samples by priority; same constructor plus ``alpha, beta, eps``.
@@ -55,23 +58,20 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
     def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:  # noqa: ANN001
         """As ``ReplayBuffer.add``; transitions that become sampleable get the max priority."""
-        lo_before, hi_before = self._ranges()
+        before = [self._env_range(e) for e in range(self.num_envs)]
         super().add(obs, action, reward, next_obs, terminated, truncated)
-        lo_after, hi_after = self._ranges()
-        leaving, entering = [], []
-        for e in range(self.num_envs):
-            # Ranges only move forward: [lo, hi) loses a prefix and gains a suffix.
+        gone: list[int] = []
+        new: list[int] = []
+        for e, (lo_before, hi_before) in enumerate(before):
+            lo_after, hi_after = self._env_range(e)
             off, cap = self._off_py[e], self._cap_py[e]
-            leaving.append(off + np.arange(lo_before[e], min(hi_before[e], lo_after[e])) % cap)
-            entering.append(off + np.arange(max(hi_before[e], lo_after[e]), hi_after[e]) % cap)
-        gone = np.concatenate(leaving)
-        new = np.concatenate(entering)
-        if gone.size or new.size:
+            # Ranges only move forward: [lo, hi) loses a prefix and gains a suffix.
+            gone.extend(off + j % cap for j in range(lo_before, min(hi_before, lo_after)))
+            new.extend(off + j % cap for j in range(max(hi_before, lo_after), hi_after))
+        if gone or new:
             # Zeros first, then new mass: a slot reused in this add ends with the new value.
-            values = np.concatenate(
-                (np.zeros(gone.size), np.full(new.size, self._max_priority**self.alpha))
-            )
-            self._tree.set(np.concatenate((gone, new)), values)
+            values = [0.0] * len(gone) + [max(self._max_priority**self.alpha, _MIN_MASS)] * len(new)
+            self._tree.assign(np.array(gone + new, np.int64), np.array(values))
 
     def sample(self, batch_size: int, beta: float | None = None) -> Batch:
         """Stratified proportional sample: one uniform draw in each of ``batch_size`` segments
@@ -84,9 +84,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         if total <= 0.0:
             raise ValueError(self._empty_message())
         targets = (np.arange(batch_size) + self._rng.random(batch_size)) * (total / batch_size)
-        slots = self._tree.find_prefix(np.minimum(targets, np.nextafter(total, 0.0)))
+        slots = self._tree.find_prefix(targets)
         env, j = self._locate(slots)
-        probs = self._tree.get(slots) / total
+        probs = self._tree.leaves[slots] / total
         weights = (len(self) * probs) ** -beta
         weights /= weights.max()
         return self._gather(env, j, weights.astype(np.float32))
@@ -111,10 +111,10 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             )
         p = np.abs(pri) + self.eps
         self._max_priority = max(self._max_priority, float(p.max()))
-        env, j = self._locate(idx)
-        lo, hi = self._ranges()
-        live = (j >= lo[env]) & (j < hi[env])
-        self._tree.set(idx[live], p[live] ** self.alpha)
+        # Invariant: a slot has mass exactly when it is sampleable (p**alpha > 0 there), so a
+        # slot that was overwritten or lost its frames since it was drawn stays at zero.
+        live = self._tree.leaves[idx] > 0.0
+        self._tree.assign(idx[live], np.maximum(p[live] ** self.alpha, _MIN_MASS))
 
     def _locate(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Env and transition number ``j`` of the transition now stored in each slot."""

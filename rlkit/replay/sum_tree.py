@@ -1,35 +1,68 @@
 """A sum tree in one flat float64 array, updated and searched a whole batch at a time.
 
 Prioritised replay (Schaul et al. 2016, "Prioritized Experience Replay", Sec. 3.3) samples
-transition ``i`` with probability ``p_i / sum_k p_k``. A binary tree whose internal nodes hold
-the sum of their children gives both the total (the root) and an O(log n) inverse-CDF search.
+transition ``i`` with probability ``p_i / sum_k p_k``. A tree whose internal nodes hold the sum
+of their children gives both the total (the root) and a logarithmic inverse-CDF search.
 
-Layout: the leaf count is padded to a power of two ``P`` so every leaf sits at the same depth and
-leaf order equals slot order; node 1 is the root, node ``i`` has children ``2i`` and ``2i + 1``,
-and the leaves are nodes ``P .. 2P - 1`` (node 0 is unused). Padding leaves hold 0 forever, so
-any capacity works. float64 because float32 loses mass precision at a million leaves.
+Why 32 children per node instead of 2: numpy pays about a microsecond per call whatever the
+array size, and a batched update or search costs a handful of calls per level. A binary tree over
+1M leaves has 20 levels; a 32-ary one has 4 below the root, and each level's work (a cumulative
+sum over 32 children for each query of the batch) is still tiny. Measured here at 1M leaves, a
+32-item ``find_prefix + set`` took 1,084 us binary and 288 us 32-ary (fan-outs 8 to 128 were
+within 30% of each other; 32 was fastest).
+
+Layout: levels are stored root first, leaves last, each padded to a multiple of the fan-out so a
+level reshapes to ``(nodes_above, fanout)``; padding leaves hold 0 forever, so any capacity works.
+Parents are always recomputed as the sum of their children (never updated by deltas), so rounding
+cannot accumulate and a node is 0 exactly when all leaves below it are 0. float64 because float32
+loses mass precision at a million leaves.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+FANOUT = 32
+# Levels up to this many nodes are searched with one cumsum + searchsorted instead of a descent.
+_FLAT_SEARCH = 1024
+
 
 class SumTree:
     """Non-negative values at ``capacity`` leaves with batched set, get and prefix-sum search."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, fanout: int = FANOUT) -> None:
         if int(capacity) < 1:
             raise ValueError(f"SumTree capacity must be >= 1, got {capacity}")
+        if int(fanout) < 2:
+            raise ValueError(f"SumTree fanout must be >= 2, got {fanout}")
         self.capacity = int(capacity)
-        self._leaf0 = 1 << max(0, (self.capacity - 1).bit_length())
-        self._depth = self._leaf0.bit_length() - 1
-        self.tree = np.zeros(2 * self._leaf0, dtype=np.float64)
+        self.fanout = int(fanout)
+        sizes = [-(-self.capacity // self.fanout) * self.fanout]  # leaves, padded
+        while sizes[-1] > 1:
+            above = sizes[-1] // self.fanout
+            sizes.append(above if above == 1 else -(-above // self.fanout) * self.fanout)
+        sizes.reverse()  # root level first
+        starts = np.concatenate(([0], np.cumsum(sizes)))
+        self.tree = np.zeros(int(starts[-1]), dtype=np.float64)
+        # levels[0] is the root (size 1), levels[-1] the leaves; all are views of self.tree.
+        self.levels = [self.tree[starts[i] : starts[i + 1]] for i in range(len(sizes))]
+        # blocks[d] groups level d into rows of siblings: row r holds the children of node r
+        # of level d - 1 (blocks[0] is unused).
+        self._blocks = [level.reshape(-1, self.fanout) for level in self.levels[1:]]
+        self._blocks.insert(0, self.levels[0][:, None])
+        self._flat_level = max(
+            d for d, level in enumerate(self.levels) if level.size <= _FLAT_SEARCH
+        )
+
+    @property
+    def leaves(self) -> np.ndarray:
+        """The leaf values, as a view: read them here, write them through ``set``."""
+        return self.levels[-1]
 
     @property
     def total(self) -> float:
         """Sum of all leaves."""
-        return float(self.tree[1])
+        return float(self.tree[0])
 
     @property
     def nbytes(self) -> int:
@@ -37,47 +70,73 @@ class SumTree:
 
     def get(self, indices: np.ndarray) -> np.ndarray:
         """Leaf values at ``indices``."""
-        return self.tree[self._leaf0 + self._check(indices)]
+        return self.levels[-1][self._check(indices)]
 
     def set(self, indices: np.ndarray, values: np.ndarray) -> None:
-        """Set leaves ``indices`` to ``values``; for a repeated index the last write wins.
-
-        Parents are recomputed as ``left + right`` level by level (never updated by deltas), so
-        rounding errors cannot accumulate over millions of updates.
-        """
+        """Set leaves ``indices`` to ``values``; for a repeated index the last write wins."""
         idx = self._check(indices)
         vals = np.broadcast_to(np.asarray(values, dtype=np.float64), idx.shape).ravel()
-        if idx.size == 0:
-            return
-        if not np.all(np.isfinite(vals)) or np.any(vals < 0):
+        if idx.size and (not np.all(np.isfinite(vals)) or vals.min() < 0):
             raise ValueError("SumTree values must be finite and >= 0")
-        # Last write wins: np.unique keeps the first occurrence, so search the reversed array.
-        uniq, first_in_reversed = np.unique(idx[::-1], return_index=True)
-        self.tree[self._leaf0 + uniq] = vals[::-1][first_in_reversed]
-        nodes = (self._leaf0 + uniq) >> 1
-        for _ in range(self._depth):
-            nodes = np.unique(nodes)
-            self.tree[nodes] = self.tree[2 * nodes] + self.tree[2 * nodes + 1]
-            nodes >>= 1
+        self.assign(idx, vals)
+
+    def assign(self, idx: np.ndarray, vals: np.ndarray) -> None:
+        """``set`` without input checks, for callers whose indices and values are known valid
+        (int64 in range, float64 finite and >= 0, same 1-D shape): it runs once per sample."""
+        if idx.size > 1:
+            # Last write wins: a stable sort keeps equal indices in call order, so the last of
+            # each run of equal indices is the value written last.
+            order = np.argsort(idx, kind="stable")
+            ordered = idx[order]
+            last = np.empty(idx.size, dtype=bool)
+            last[-1] = True
+            np.not_equal(ordered[1:], ordered[:-1], out=last[:-1])
+            idx, vals = ordered[last], vals[order[last]]
+        elif idx.size == 0:
+            return
+        self.levels[-1][idx] = vals
+        nodes = idx // self.fanout
+        for depth in range(len(self.levels) - 2, -1, -1):
+            blocks = self._blocks[depth + 1]
+            if nodes.size * 8 > len(blocks):  # a large batch: recompute the whole level
+                self.levels[depth][: len(blocks)] = np.add.reduce(blocks, axis=1)
+            else:  # repeated parents recompute the same sum: no de-duplication needed
+                self.levels[depth][nodes] = np.add.reduce(blocks[nodes], axis=1)
+            nodes //= self.fanout
 
     def find_prefix(self, values: np.ndarray) -> np.ndarray:
         """For each ``v`` in ``[0, total)``, the leaf ``i`` with ``S(i) <= v < S(i) + p_i``.
 
-        ``S(i)`` is the sum of the leaves before ``i``. The whole batch descends the tree
-        together, one vectorised step per level. A step never enters a zero-mass right child,
-        so rounding at a boundary (or ``v == total``) still returns a leaf with positive mass.
+        ``S(i)`` is the sum of the leaves before ``i``. The deepest level with at most
+        ``_FLAT_SEARCH`` nodes is searched at once (one cumulative sum and a binary search);
+        below it the whole batch descends together, one vectorised step per level. Every step
+        picks the first node whose cumulative sum exceeds ``v``, which has positive mass; when
+        rounding puts ``v`` past the last cumulative sum it takes the last positive node. So
+        every returned leaf has positive mass, even for ``v == total``.
         """
-        if self.total <= 0.0:
+        if not self.total > 0.0:
             raise ValueError("SumTree.find_prefix needs a positive total; set some leaves first")
-        v = np.asarray(values, dtype=np.float64).copy()
-        node = np.ones(v.shape, dtype=np.int64)
-        for _ in range(self._depth):
-            left = 2 * node
-            left_mass = self.tree[left]
-            go_right = (v >= left_mass) & (self.tree[left + 1] > 0.0)
-            v -= np.where(go_right, left_mass, 0.0)
-            node = left + go_right
-        return node - self._leaf0
+        v = np.array(values, dtype=np.float64).ravel()
+        top = self.levels[self._flat_level]
+        cumulative = top.cumsum()
+        node = np.searchsorted(cumulative, v, side="right")
+        if node.max() == top.size:
+            node[node == top.size] = np.flatnonzero(top)[-1]
+        v -= cumulative[node] - top[node]
+        v = v[:, None]
+        rows = np.arange(len(v))
+        for blocks in self._blocks[self._flat_level + 1 :]:
+            children = blocks[node]  # (B, fanout)
+            cumulative = children.cumsum(axis=1)
+            # Non-decreasing, so the entries <= v form a prefix whose length is the child.
+            child = np.add.reduce(cumulative <= v, axis=1, dtype=np.int64)
+            if child.max() == self.fanout:
+                past = child == self.fanout
+                child[past] = self.fanout - 1 - np.argmax(children[past, ::-1] > 0.0, axis=1)
+            v -= (cumulative - children)[rows, child, None]
+            node *= self.fanout
+            node += child
+        return node
 
     def _check(self, indices: np.ndarray) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64).ravel()
