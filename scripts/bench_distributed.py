@@ -1,0 +1,131 @@
+"""Gradient averaging across ranks: rlkit's bucketed all-reduce vs DistributedDataParallel.
+
+Spawns ``--nproc`` gloo ranks on this machine (CPU, one thread each). Every rank trains the
+PAAC "NIPS" actor-critic on a ``--batch`` of Atari-shaped observations (PAAC's t_max x n_e),
+once with ``UpdateStep(grad_sync=ctx.average_gradients)`` and once wrapped in
+``DistributedDataParallel``, interleaved round by round so machine noise hits both alike. Prints
+one JSON object: milliseconds per update (median over rounds) for each, and for a single
+process without communication.
+
+    python scripts/bench_distributed.py --compare-ddp --nproc 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from agents.networks import build_encoder
+from rlkit.distributed import init_distributed
+from rlkit.update import UpdateStep
+
+OBS_SHAPE, ACTIONS = (4, 84, 84), 6
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = build_encoder(OBS_SHAPE, "nips")
+        self.heads = nn.Linear(self.encoder.out_features, ACTIONS + 1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.heads(self.encoder(obs))
+
+
+def _loss(model: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+    return model(obs).pow(2).mean()
+
+
+def _time_updates(step: UpdateStep, model: nn.Module, obs: torch.Tensor, n: int) -> float:
+    start = time.perf_counter()
+    for _ in range(n):
+        step.update(_loss(model, obs))
+    return (time.perf_counter() - start) / n * 1e3
+
+
+def _rank(rank: int, args: argparse.Namespace, port: int, out: str) -> None:
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(args.nproc), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    ctx = init_distributed("cpu")
+    try:
+        torch.manual_seed(0)
+        explicit = Net()
+        ctx.broadcast_module(explicit)
+        wrapped = Net()
+        wrapped.load_state_dict(explicit.state_dict())
+        ddp = DistributedDataParallel(wrapped)
+        steps = {
+            "explicit_allreduce": (explicit, UpdateStep(
+                explicit, torch.optim.RMSprop(explicit.parameters(), lr=1e-4),
+                max_grad_norm=3.0, monitor_every=10**9, grad_sync=ctx.average_gradients)),
+            "ddp": (ddp, UpdateStep(ddp, torch.optim.RMSprop(ddp.parameters(), lr=1e-4),
+                                    max_grad_norm=3.0, monitor_every=10**9)),
+        }
+        g = torch.Generator().manual_seed(rank)
+        obs = torch.randint(0, 256, (args.batch, *OBS_SHAPE), generator=g, dtype=torch.uint8)
+        times: dict[str, list[float]] = {name: [] for name in steps}
+        for round_ in range(args.rounds + 1):
+            for name, (model, step) in steps.items():
+                ms = _time_updates(step, model, obs, args.updates)
+                if round_ > 0:  # round 0 warms up both
+                    times[name].append(ms)
+        ctx.assert_in_sync(explicit)
+        if ctx.is_main:
+            Path(out).write_text(json.dumps({k: statistics.median(v) for k, v in times.items()}))
+    finally:
+        ctx.close()
+
+
+def _single(args: argparse.Namespace) -> float:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = Net()
+    step = UpdateStep(model, torch.optim.RMSprop(model.parameters(), lr=1e-4), max_grad_norm=3.0,
+                      monitor_every=10**9)
+    obs = torch.randint(0, 256, (args.batch, *OBS_SHAPE), dtype=torch.uint8)
+    _time_updates(step, model, obs, args.updates)
+    return statistics.median(_time_updates(step, model, obs, args.updates)
+                             for _ in range(args.rounds))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare-ddp", action="store_true", required=True,
+                        help="run the all-reduce vs DDP comparison (the only mode)")
+    parser.add_argument("--nproc", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=80, help="examples per rank (t_max x n_e)")
+    parser.add_argument("--updates", type=int, default=10, help="updates per timed round")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "result.json")
+        mp.start_processes(_rank, args=(args, port, out), nprocs=args.nproc, join=True,
+                           start_method="spawn")
+        result = json.loads(Path(out).read_text())
+    params = sum(p.numel() for p in Net().parameters())
+    print(json.dumps({
+        "benchmark": "gradient averaging, gloo on CPU, 1 thread per rank",
+        "nproc": args.nproc, "batch_per_rank": args.batch, "parameters": params,
+        "ms_per_update": {**{k: round(v, 2) for k, v in result.items()},
+                          "single_process_no_comm": round(_single(args), 2)},
+        "torch": torch.__version__,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
