@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -169,6 +170,22 @@ class DistributedContext:
         dist.all_reduce(buf)
         return buf.tolist()
 
+    def any_true(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any rank (so that every rank takes the same branch, e.g.
+        stopping on a signal only one rank saw, or starting updates once all buffers can sample).
+        """
+        if not self.is_distributed:
+            return bool(flag)
+        return self.all_sum([1.0 if flag else 0.0])[0] > 0
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank (e.g. the run directory name rank 0 chose)."""
+        if not self.is_distributed:
+            return obj
+        box = [obj if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def gather_objects(self, obj: Any) -> list[Any] | None:
         """Every rank's ``obj`` on rank 0 (in rank order), ``None`` elsewhere (pickled: keep it
         small, e.g. per-rank env state for a checkpoint, never a replay buffer)."""
@@ -261,6 +278,23 @@ class DistributedContext:
                 f"and rank {int(ranks[0])} ({int(differs.any(0).sum())} tensor(s) differ); every "
                 "rank must apply the same averaged update (UpdateStep grad_sync)"
             )
+
+
+def launch_command(nproc: int, module: str, args: Sequence[str]) -> list[str]:
+    """The command that runs ``python -m module *args`` as ``nproc`` ranks on this machine under
+    PyTorch's elastic launcher (``--standalone``: a local rendezvous on a free port). The launcher
+    restarts nothing (``--max-restarts 0``): when one rank fails it stops the others and exits
+    non-zero with a summary naming the failed rank."""
+    if nproc < 1:
+        raise DistributedError(f"--nproc must be >= 1, got {nproc}")
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            "--nproc_per_node", str(nproc), "--max-restarts", "0", "-m", module, *args]
+
+
+def under_launcher() -> bool:
+    """Whether this process is one rank of a multi-process job (``WORLD_SIZE`` > 1)."""
+    raw = os.environ.get("WORLD_SIZE", "1").strip()
+    return raw not in ("", "1")
 
 
 def init_distributed(device: str | torch.device = "auto", *,

@@ -22,6 +22,7 @@ from rlkit.distributed import (
     DistributedError,
     bucket_tensors,
     init_distributed,
+    launch_command,
     rank_seed,
     tensor_checksum,
 )
@@ -84,6 +85,8 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         report["state"] = {k: v.clone() for k, v in model.state_dict().items()}
         report["all_sum"] = ctx.all_sum([rank + 1, 10.0])
         report["gathered"] = ctx.gather_objects({"r": rank})
+        report["any"] = [ctx.any_true(rank == 1), ctx.any_true(False)]
+        report["broadcast"] = ctx.broadcast_object(f"run-dir-of-rank-{rank}")
         report["scattered"] = ctx.scatter_objects(["to0", "to1"] if ctx.is_main else None)
         with torch.no_grad():  # flip the lowest bit of one weight on rank 1 only
             if rank == 1:
@@ -139,6 +142,17 @@ def test_collective_helpers(two_rank_reports):
     assert r0["all_sum"] == r1["all_sum"] == [3.0, 20.0]
     assert r0["gathered"] == [{"r": 0}, {"r": 1}] and r1["gathered"] is None
     assert (r0["scattered"], r1["scattered"]) == ("to0", "to1")
+    assert r0["any"] == r1["any"] == [True, False]
+    assert r0["broadcast"] == r1["broadcast"] == "run-dir-of-rank-0"
+
+
+def test_launch_command_uses_torch_elastic_launcher():
+    cmd = launch_command(3, "agents.cli", ["train", "c.yaml"])
+    assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert cmd[3:] == ["--standalone", "--nproc_per_node", "3", "--max-restarts", "0", "-m",
+                       "agents.cli", "train", "c.yaml"]
+    with pytest.raises(DistributedError, match="--nproc must be >= 1, got 0"):
+        launch_command(0, "agents.cli", [])
 
 
 def test_one_flipped_bit_is_caught_on_every_rank(two_rank_reports):
