@@ -21,6 +21,7 @@ from agents.environments import make_train_envs, restore_vector_env, snapshot_ve
 from agents.episodes import Episode, EpisodeTracker
 from agents.networks import build_encoder
 from envs import is_atari
+from rlkit.distributed import DistributedContext
 from rlkit.grads import batch_mean
 from rlkit.logger import Logger
 from rlkit.optim import build_optimizer
@@ -39,6 +40,8 @@ class QNetwork(nn.Module):
     """Encoder (Nature CNN for pixels, MLP for vectors) + linear Q head, or a dueling head.
 
     Dueling (Wang et al. 2016, eq. 9): ``Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a')``.
+    Pixel networks run in channels-last memory format: oneDNN's CPU convolutions are about 1.2x
+    faster forward+backward that way (Nature CNN, batch 32, measured here), and cuDNN prefers it.
     """
 
     def __init__(self, obs_shape: tuple[int, ...], n_actions: int, *, encoder: str = "auto",
@@ -49,8 +52,13 @@ class QNetwork(nn.Module):
         self.dueling = dueling
         self.head = nn.Linear(self.encoder.out_features, n_actions)
         self.value = nn.Linear(self.encoder.out_features, 1) if dueling else None
+        self.channels_last = len(obs_shape) == 3
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, obs: Tensor) -> Tensor:
+        if self.channels_last:
+            obs = obs.contiguous(memory_format=torch.channels_last)
         features = self.encoder(obs)
         q = self.head(features)
         if self.value is not None:
@@ -169,19 +177,27 @@ class DQNLearner:
     are accumulated on the device and returned (one host sync) once every ``train.log_every``
     agent steps; ``update/*`` monitors (grad norm, update/weight ratio, ...) come from
     ``UpdateStep`` and are indexed by optimizer update.
+
+    Data-parallel (``dist`` with N ranks, see docs/distributed.md): every rank steps its own
+    ``num_envs`` envs into its own replay buffer and gradients are averaged over ranks, so one
+    update sees N x ``batch_size`` samples; ``env_steps`` and every schedule count global steps.
     """
 
-    def __init__(self, cfg: Config, device: torch.device, logger: Logger) -> None:
+    def __init__(self, cfg: Config, device: torch.device, logger: Logger,
+                 dist: DistributedContext | None = None) -> None:
         agent: DQNConfig = cfg.agent
         self.cfg = cfg
         self.agent = agent
         self.device = device
         self.num_envs = cfg.env.num_envs
         seed = cfg.train.seed
-        self.envs = make_train_envs(cfg.env, seed)
+        self.dist = dist or DistributedContext(device=device)
+        own_seed = self.dist.rank_seed(seed)  # exploration and replay sampling differ per rank
+        self.envs = make_train_envs(cfg.env, self.dist.env_seed(seed, self.num_envs))
         obs_space = self.envs.single_observation_space
         self.n_actions = _discrete_actions(self.envs.single_action_space)
         self.q = _q_network(agent, obs_space, self.envs.single_action_space).to(device)
+        self.dist.broadcast_module(self.q)
         self.target = copy.deepcopy(self.q).requires_grad_(False)
 
         # Convert the LR schedule's agent steps into optimizer updates (gradient_steps per round,
@@ -195,13 +211,14 @@ class DQNLearner:
             max_grad_norm=cfg.optim.max_grad_norm,
             lr_schedule=cfg.optim.lr_schedule_over(decay_updates),
             monitor_every=max(1, updates_per_log), logger=logger,
+            grad_sync=self.dist.average_gradients if self.dist.is_distributed else None,
         )
 
         obs_shape = tuple(obs_space.shape)
         pixel_stack = is_atari(cfg.env.id) and len(obs_shape) == 3
         replay_kwargs: dict[str, Any] = dict(
             obs_dtype=obs_space.dtype, frame_stack=cfg.env.frame_stack if pixel_stack else 1,
-            n_step=agent.n_step, gamma=agent.gamma, num_envs=self.num_envs, seed=seed,
+            n_step=agent.n_step, gamma=agent.gamma, num_envs=self.num_envs, seed=own_seed,
         )
         if agent.prioritized:
             self.replay: ReplayBuffer = PrioritizedReplayBuffer(
@@ -212,11 +229,13 @@ class DQNLearner:
 
         self.epsilon = Linear(agent.epsilon_start, agent.epsilon_final, agent.epsilon_decay_steps)
         self.beta = Linear(agent.per_beta_start, agent.per_beta_final, cfg.train.steps)
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(own_seed)
         self.eval_rng = np.random.default_rng(seed + 1)
         self.tracker = EpisodeTracker(self.num_envs)
-        self.obs, _ = self.envs.reset(seed=seed)
+        self.obs, _ = self.envs.reset(seed=self.dist.env_seed(seed, self.num_envs))
         self.autoreset = np.zeros(self.num_envs, dtype=bool)
+        self.steps_per_iteration = self.num_envs * self.dist.world_size  # global agent steps
+        self._can_sample = False
         self.env_steps = 0
         self.next_round = agent.learning_starts
         self.next_log = cfg.train.log_every
@@ -233,16 +252,23 @@ class DQNLearner:
         self._store(actions, rewards, next_obs, terminated, truncated)
         self.autoreset = np.logical_or(terminated, truncated)
         self.obs = next_obs
-        self.env_steps += self.num_envs
+        self.env_steps += self.steps_per_iteration
         while self.env_steps >= self.next_round:
             self.next_round += self.agent.train_freq
-            if len(self.replay) >= self.agent.batch_size:
+            if self._ready():
                 for _ in range(self.agent.gradient_steps):
                     self._learn()
         if self.env_steps < self.next_log:
             return {}
         self.next_log += self.cfg.train.log_every
         return self._scalars(epsilon)
+
+    def _ready(self) -> bool:
+        """Whether updates can start: every rank's buffer must hold a batch, since ranks update
+        together (one all-reduce each); buffers only grow, so the answer is asked until yes."""
+        if not self._can_sample:
+            self._can_sample = not self.dist.any_true(len(self.replay) < self.agent.batch_size)
+        return self._can_sample
 
     def _store(self, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
                terminated: np.ndarray, truncated: np.ndarray) -> None:
@@ -352,6 +378,7 @@ class DQNLearner:
         self.next_log = int(state["next_log"])
         self.rng.bit_generator.state = state["rng"]
         self.eval_rng.bit_generator.state = state["eval_rng"]
+        self._can_sample = False
         if state.get("replay") is not None:
             self.replay.load_state_dict(state["replay"])
         else:
@@ -363,7 +390,8 @@ class DQNLearner:
             self.tracker.lengths[:] = state["tracker"]["lengths"]
         else:
             # Emulators do not pickle: start new games (seeded by the step count, so reproducible).
-            self.obs, _ = self.envs.reset(seed=self.cfg.train.seed + self.env_steps)
+            self.obs, _ = self.envs.reset(
+                seed=self.dist.env_seed(self.cfg.train.seed + self.env_steps, self.num_envs))
             self.autoreset = np.zeros(self.num_envs, dtype=bool)
         self._reset_accumulators()
 
