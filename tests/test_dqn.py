@@ -128,7 +128,8 @@ def test_plain_dqn_is_never_double():
 def small_cartpole(tmp_path: Path, *extra: str):
     overrides = ["agent.learning_starts=50", "agent.train_freq=4", "agent.gradient_steps=2",
                  "agent.target_update_interval=5", "agent.batch_size=16",
-                 "agent.epsilon_decay_steps=100", "agent.mlp_hidden=[16]", "train.log_every=100",
+                 "agent.epsilon_decay_steps=100", "agent.epsilon_final=0.04",
+                 "agent.mlp_hidden=[16]", "train.log_every=100",
                  "train.steps=1000", "env.num_envs=2", *extra]
     return load_config(CONFIGS / "cartpole_dqn.yaml", overrides)
 
@@ -224,3 +225,12 @@ def test_build_policy_loads_only_the_q_network(tmp_path):
         assert np.array_equal(policy.act(obs, greedy=True), learner.act(obs, greedy=True))
     finally:
         learner.close()
+
+
+def test_pixel_q_network_scales_uint8_on_device():
+    torch.manual_seed(0)
+    net = QNetwork((4, 84, 84), 6)
+    frames = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    q = net(frames)
+    assert q.shape == (2, 6)
+    torch.testing.assert_close(q, net(frames.float() / 255.0))
