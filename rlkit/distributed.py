@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -187,12 +188,13 @@ class DistributedContext:
         return box[0]
 
     def gather_objects(self, obj: Any) -> list[Any] | None:
-        """Every rank's ``obj`` on rank 0 (in rank order), ``None`` elsewhere (pickled: keep it
-        small, e.g. per-rank env state for a checkpoint, never a replay buffer)."""
+        """Every rank's ``obj`` on rank 0 (in rank order), ``None`` elsewhere. Pickled, with
+        tensors moved to the CPU first (a GPU tensor of rank r would otherwise be unpickled onto
+        rank r's GPU inside rank 0's process); meant for per-rank state such as a checkpoint's."""
         if not self.is_distributed:
             return [obj]
         out: list[Any] | None = [None] * self.world_size if self.is_main else None
-        dist.gather_object(obj, out, dst=0)
+        dist.gather_object(to_cpu(obj), out, dst=0)
         return out
 
     def scatter_objects(self, objs: Sequence[Any] | None) -> Any:
@@ -278,6 +280,31 @@ class DistributedContext:
                 f"and rank {int(ranks[0])} ({int(differs.any(0).sum())} tensor(s) differ); every "
                 "rank must apply the same averaged update (UpdateStep grad_sync)"
             )
+
+
+def to_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor inside dicts, lists and tuples moved to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # NamedTuple
+        return type(obj)(*(to_cpu(v) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
+def launch(nproc: int, module: str, args: Sequence[str]) -> int:
+    """Run :func:`launch_command` and return its exit code. Ctrl-C reaches the ranks directly
+    (same terminal process group) and each writes its checkpoint, so this process keeps waiting
+    for the launcher instead of killing it."""
+    proc = subprocess.Popen(launch_command(nproc, module, args))
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue
 
 
 def launch_command(nproc: int, module: str, args: Sequence[str]) -> list[str]:

@@ -25,6 +25,7 @@ from rlkit.distributed import (
     launch_command,
     rank_seed,
     tensor_checksum,
+    to_cpu,
 )
 from rlkit.grads import batch_mean
 from rlkit.update import UpdateStep
@@ -309,3 +310,16 @@ def test_update_step_syncs_gradients_after_backward_before_clipping():
     assert all(torch.equal(s, r) for s, r in zip(seen[0], raw, strict=True))
     expected = 10 * torch.sqrt(sum((g**2).sum() for g in raw))
     torch.testing.assert_close(stats.grad_norm, expected)
+
+
+def test_to_cpu_walks_containers():
+    from typing import NamedTuple
+
+    class Pair(NamedTuple):
+        a: torch.Tensor
+        b: int
+
+    nested = {"x": [torch.ones(2), (Pair(torch.zeros(1), 3), "s")], "n": None}
+    out = to_cpu(nested)
+    assert isinstance(out["x"][1][0], Pair) and out["x"][1][0].b == 3 and out["n"] is None
+    assert torch.equal(out["x"][0], torch.ones(2)) and out["x"][1][1] == "s"
