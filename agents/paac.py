@@ -9,11 +9,31 @@ stale gradients, unlike A3C). This module holds the two pure functions (:func:`n
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import contextlib
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import gymnasium as gym
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+from agents.algo_configs import PAACConfig
+from agents.environments import make_train_envs, restore_vector_env, snapshot_vector_env
+from agents.episodes import Episode, EpisodeTracker
+from agents.networks import build_encoder
+from rlkit.init import apply_init
+from rlkit.logger import Logger
+from rlkit.optim import build_optimizer
+from rlkit.update import UpdateStep
+
+if TYPE_CHECKING:
+    from agents.config import Config
+
+__all__ = ["ActorCritic", "PAACConfig", "PAACLearner", "PAACLoss", "PAACPolicy", "Rollout",
+           "build_policy", "nstep_returns", "paac_loss", "sample_actions"]
 
 
 def nstep_returns(
@@ -67,6 +87,7 @@ def paac_loss(
     entropy_coef: float,
     value_coef: float,
     mask: Tensor | None = None,
+    advantages: Tensor | None = None,
 ) -> PAACLoss:
     """Policy gradient with advantage + value regression - entropy bonus, over one rollout.
 
@@ -94,9 +115,306 @@ def paac_loss(
     log_probs = F.log_softmax(logits, dim=-1)
     chosen = log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
     entropy = -(log_probs.exp() * log_probs).sum(-1)
-    advantage = (returns - values).detach()
+    advantage = (returns - values).detach() if advantages is None else advantages.detach()
     policy_term = (weight * (-chosen * advantage - entropy_coef * entropy)).sum() / n_envs
     value_term = (weight * (returns - values).pow(2)).sum() / n_envs
     total = policy_term + value_coef * value_term
     mean_entropy = (weight * entropy).sum() / weight.sum().clamp(min=1.0)
     return PAACLoss(total, policy_term.detach(), value_term.detach(), mean_entropy.detach())
+
+
+class ActorCritic(nn.Module):
+    """Shared encoder, softmax policy head and scalar value head (PAAC paper, Section 4).
+
+    ``encoder="nips"`` is the original's default (conv 16 8x8/4, conv 32 4x4/2, fc 256),
+    ``"nature"`` its option (32-64-64, fc 512), ``"mlp"`` for vector observations. Every layer
+    gets the Torch-style uniform init the original used: weights and biases ~ U(+-1/sqrt(fan_in)).
+    """
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        num_actions: int,
+        encoder: str = "nips",
+        mlp_hidden: Sequence[int] = (64, 64),
+    ) -> None:
+        super().__init__()
+        self.encoder = build_encoder(obs_shape, encoder, mlp_hidden)
+        self.policy = nn.Linear(self.encoder.out_features, num_actions)
+        self.value = nn.Linear(self.encoder.out_features, 1)
+        apply_init(self, "torch_uniform")
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """``(logits (B, A), values (B,))`` for a batch of observations (uint8 pixels or floats)."""
+        features = self.encoder(obs)
+        return self.policy(features), self.value(features).squeeze(-1)
+
+
+class Rollout(NamedTuple):
+    """``t_max`` steps of ``n_e`` envs, on the learner's device.
+
+    ``logits`` and ``values`` still carry the autograd graph of the acting forward passes: the
+    weights do not change during a synchronous rollout, so that graph is exactly the one a second
+    forward pass over the stored observations would rebuild, and keeping it saves that pass.
+    """
+
+    logits: Tensor
+    """(t_max, n_e, A) policy logits, with graph."""
+    values: Tensor
+    """(t_max, n_e) V(s_t), with graph."""
+    actions: Tensor
+    """(t_max, n_e) int64 actions taken."""
+    rewards: Tensor
+    """(t_max, n_e) float32 rewards (clipped to [-1, 1] when ``agent.clip_rewards``)."""
+    terminated: Tensor
+    """(t_max, n_e) bool: the episode ended in a terminal state (no bootstrap)."""
+    truncated: Tensor
+    """(t_max, n_e) bool: the episode was cut by a time limit (bootstrap from V(final obs))."""
+    mask: Tensor
+    """(t_max, n_e) bool: False for NEXT_STEP autoreset steps, which are not transitions."""
+    bootstrap: Tensor
+    """(n_e,) V(s_{t_max}), detached: the value the last returns bootstrap from."""
+
+
+class PAACPolicy:
+    """Acting from a trained actor-critic (evaluation; no envs, no optimizer).
+
+    PAAC's evaluation samples from the policy (the stochastic policy is what was trained);
+    ``greedy=True`` takes its argmax instead. ``epsilon`` is accepted for the shared evaluation
+    protocol and ignored: a stochastic policy explores by itself.
+    """
+
+    def __init__(self, net: ActorCritic, device: torch.device, seed: int | None = None) -> None:
+        self.net = net.eval()
+        self.device = device
+        self.generator = torch.Generator(device=device)
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, *, greedy: bool = False, epsilon: float = 0.0) -> np.ndarray:
+        del epsilon
+        logits, _ = self.net(torch.as_tensor(np.asarray(obs)).to(self.device))
+        actions = logits.argmax(-1) if greedy else sample_actions(logits, self.generator)
+        return actions.cpu().numpy()
+
+
+def sample_actions(logits: Tensor, generator: torch.Generator | None) -> Tensor:
+    """One action per row, drawn from ``softmax(logits)``."""
+    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+
+
+def _discrete_actions(space: gym.Space) -> int:
+    if not isinstance(space, gym.spaces.Discrete):
+        raise ValueError(f"PAAC needs a discrete action space, got {space}; pick another env")
+    return int(space.n)
+
+
+def _network(agent: PAACConfig, obs_space: gym.Space, action_space: gym.Space) -> ActorCritic:
+    return ActorCritic(tuple(obs_space.shape), _discrete_actions(action_space),
+                       encoder=agent.encoder, mlp_hidden=agent.mlp_hidden)
+
+
+def build_policy(cfg: Config, learner_state: dict[str, Any], observation_space: gym.Space,
+                 action_space: gym.Space, device: torch.device, *, seed: int | None = None
+                 ) -> PAACPolicy:
+    """The evaluation policy of a checkpoint: only the actor-critic network is built and loaded."""
+    net = _network(cfg.agent, observation_space, action_space).to(device)
+    net.load_state_dict(learner_state["net"])
+    return PAACPolicy(net, device, seed)
+
+
+class PAACLearner:
+    """PAAC on one vector env: ``n_e`` envs, one batched forward pass per step, one synchronous
+    update per ``t_max`` steps (the ``agents.learner.Learner`` protocol the runner drives).
+
+    Autoreset: gymnasium's NEXT_STEP autoreset makes the step after an episode end a reset step
+    (reward 0, action ignored). ``autoreset`` remembers which envs ended on the previous step,
+    across rollouts too; those steps are masked out of the loss and of the episode tracker.
+
+    Host syncs: reading the sampled actions once per step; scalars are accumulated on the
+    device and read back once every ``train.log_every`` agent steps.
+
+    Resume: ``state_dict`` holds the network, the update step (counter, optimizer, LR schedule),
+    counters, both sampling generators and, for in-process picklable envs (CartPole), the envs
+    themselves, so that a resumed run continues exactly; emulators cannot be pickled and start
+    new games seeded by the step count instead.
+    """
+
+    def __init__(self, cfg: Config, device: torch.device, logger: Logger) -> None:
+        agent: PAACConfig = cfg.agent
+        self.cfg = cfg
+        self.agent = agent
+        self.device = device
+        self.num_envs = cfg.env.num_envs
+        seed = cfg.train.seed
+        self.envs = make_train_envs(cfg.env, seed)
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching global RNG
+            torch.manual_seed(seed)
+            self.net = _network(agent, self.envs.single_observation_space,
+                                self.envs.single_action_space).to(device)
+
+        steps_per_update = agent.t_max * self.num_envs
+        decay_updates = math.ceil((cfg.optim.lr_decay_steps or cfg.train.steps) / steps_per_update)
+        self.update = UpdateStep(
+            self.net, build_optimizer(self.net, cfg.optim.optimizer_config()),
+            max_grad_norm=cfg.optim.max_grad_norm,
+            lr_schedule=cfg.optim.lr_schedule_over(decay_updates),
+            monitor_every=max(1, cfg.train.log_every // steps_per_update), logger=logger,
+        )
+        # Own generators: resume restores them exactly, and evaluation never shifts training.
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+        self.eval_generator = torch.Generator(device=device)
+        self.eval_generator.manual_seed(seed + 1)
+        self.tracker = EpisodeTracker(self.num_envs)
+        obs, _ = self.envs.reset(seed=seed)
+        self.obs = self._to_device(obs)
+        self.autoreset = np.zeros(self.num_envs, dtype=bool)
+        self.env_steps = 0
+        self.next_log = cfg.train.log_every
+        self._reset_accumulators()
+
+    def _to_device(self, obs: np.ndarray) -> Tensor:
+        # uint8 pixels travel as bytes (4x less than float32); the encoder scales them on device.
+        return torch.as_tensor(np.asarray(obs)).to(self.device, non_blocking=True)
+
+    # ------------------------------------------------------------------ rollouts + updates
+
+    def collect(self) -> Rollout:
+        """Play ``t_max`` steps in all envs with the current policy (one forward pass per step)."""
+        t_max, n_envs = self.agent.t_max, self.num_envs
+        rewards = np.zeros((t_max, n_envs), dtype=np.float32)
+        terminated = np.zeros((t_max, n_envs), dtype=bool)
+        truncated = np.zeros((t_max, n_envs), dtype=bool)
+        mask = np.zeros((t_max, n_envs), dtype=bool)
+        logits, values, actions = [], [], []
+        for t in range(t_max):
+            # Activation statistics are hooked into the first forward of a monitor update only.
+            capture = self.update.capture_activations() if t == 0 else contextlib.nullcontext()
+            with capture:
+                step_logits, step_values = self.net(self.obs)
+            step_actions = sample_actions(step_logits.detach(), self.generator)
+            # Reading the actions back is the one host sync per step.
+            obs, reward, term, trunc, infos = self.envs.step(step_actions.cpu().numpy())
+            self.tracker.update(reward, term, trunc, infos, autoreset=self.autoreset)
+            rewards[t], terminated[t], truncated[t] = reward, term, trunc
+            mask[t] = ~self.autoreset
+            self.autoreset = np.logical_or(term, trunc)
+            self.obs = self._to_device(obs)
+            logits.append(step_logits)
+            values.append(step_values)
+            actions.append(step_actions)
+        self.env_steps += t_max * n_envs
+        with torch.no_grad():
+            bootstrap = self.net(self.obs)[1]
+        if self.agent.clip_rewards:
+            # The Atari wrapper already clips to the sign; for integer game rewards clipping
+            # again is the identity, and other envs get the original's [-1, 1] clip here.
+            np.clip(rewards, -1.0, 1.0, out=rewards)
+        host = (torch.from_numpy(a).to(self.device, non_blocking=True)
+                for a in (rewards, terminated, truncated, mask))
+        return Rollout(torch.stack(logits), torch.stack(values), torch.stack(actions), *host,
+                       bootstrap)
+
+    def learn(self, rollout: Rollout) -> PAACLoss:
+        """One synchronous update from a rollout (PAAC paper, Algorithm 1)."""
+        next_values = torch.cat([rollout.values[1:].detach(), rollout.bootstrap.unsqueeze(0)])
+        returns = nstep_returns(rollout.rewards, rollout.terminated, rollout.truncated,
+                                next_values, self.agent.gamma)
+        loss = paac_loss(rollout.logits, rollout.values, rollout.actions, returns,
+                         entropy_coef=self.agent.entropy_coef, value_coef=self.agent.value_coef,
+                         mask=rollout.mask)
+        stats = self.update.update(loss.total)
+        for key, value in (("loss", loss.total.detach()), ("policy_loss", loss.policy),
+                           ("value_loss", loss.value), ("entropy", loss.entropy),
+                           ("grad_norm", stats.grad_norm)):
+            self._acc[key] += value
+        self._acc_updates += 1
+        return loss
+
+    def train_iteration(self) -> dict[str, float]:
+        """One rollout and its update; mean scalars once every ``train.log_every`` agent steps."""
+        self.learn(self.collect())
+        if self.env_steps < self.next_log:
+            return {}
+        self.next_log += self.cfg.train.log_every
+        return self._scalars()
+
+    def _reset_accumulators(self) -> None:
+        zero = torch.zeros((), device=self.device)
+        self._acc = {key: zero.clone() for key in
+                     ("loss", "policy_loss", "value_loss", "entropy", "grad_norm")}
+        self._acc_updates = 0
+
+    def _scalars(self) -> dict[str, float]:
+        scalars = {"train/lr": self.update.lr, "train/updates": float(self.update.updates)}
+        if self._acc_updates:
+            means = torch.stack(list(self._acc.values())).float() / self._acc_updates
+            for key, value in zip(self._acc, means.tolist(), strict=True):  # one host sync
+                scalars[f"train/{key}"] = value
+        self._reset_accumulators()
+        return scalars
+
+    # ------------------------------------------------------------------ runner protocol
+
+    def pop_episodes(self) -> list[Episode]:
+        return self.tracker.pop()
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, *, greedy: bool = False, epsilon: float = 0.0) -> np.ndarray:
+        """Evaluation actions: sampled from the policy, or its argmax if ``greedy``.
+
+        ``epsilon`` is ignored (see :class:`PAACPolicy`); sampling uses the learner's evaluation
+        generator, so periodic evaluation does not change the training run.
+        """
+        del epsilon
+        logits, _ = self.net(self._to_device(obs))
+        actions = logits.argmax(-1) if greedy else sample_actions(logits, self.eval_generator)
+        return actions.cpu().numpy()
+
+    def state_dict(self, *, include_replay: bool = True) -> dict[str, Any]:
+        """Everything needed to continue (PAAC has no replay: ``include_replay`` is moot)."""
+        del include_replay
+        return {
+            "net": self.net.state_dict(),
+            "update": self.update.state_dict(),  # update counter, optimizer, LR schedule
+            "env_steps": self.env_steps,
+            "next_log": self.next_log,
+            "generator": self.generator.get_state(),
+            "eval_generator": self.eval_generator.get_state(),
+            "obs": self.obs.cpu().numpy(),
+            "autoreset": self.autoreset.copy(),
+            "tracker": {"scores": self.tracker.scores.copy(),
+                        "lengths": self.tracker.lengths.copy()},
+            "envs": snapshot_vector_env(self.envs),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.update.load_state_dict(state["update"])
+        self.env_steps = int(state["env_steps"])
+        self.next_log = int(state["next_log"])
+        self.generator.set_state(state["generator"].cpu())
+        self.eval_generator.set_state(state["eval_generator"].cpu())
+        self.tracker = EpisodeTracker(self.num_envs)
+        if restore_vector_env(self.envs, state.get("envs")):
+            self.obs = self._to_device(state["obs"])
+            self.autoreset = np.asarray(state["autoreset"], dtype=bool).copy()
+            self.tracker.scores[:] = state["tracker"]["scores"]
+            self.tracker.lengths[:] = state["tracker"]["lengths"]
+        else:
+            # Emulators do not pickle: start new games (seeded by the step count, so reproducible).
+            obs, _ = self.envs.reset(seed=self.cfg.train.seed + self.env_steps)
+            self.obs = self._to_device(obs)
+            self.autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._reset_accumulators()
+
+    def replay_nbytes(self) -> int:
+        """PAAC is on-policy: no replay storage."""
+        return 0
+
+    def close(self) -> None:
+        self.envs.close()
