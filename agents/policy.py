@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents import dqn
+from agents import dqn, paac
 
 if TYPE_CHECKING:
     from agents.config import Config
@@ -28,6 +28,7 @@ class Policy(Protocol):
 POLICY_BUILDERS = {
     "dqn": dqn.build_policy,
     "double_dqn": dqn.build_policy,
+    "paac": paac.build_policy,
 }
 
 
