@@ -29,6 +29,7 @@ from agents.dqn import DQNLearner
 from agents.environments import make_eval_env
 from agents.evaluate import CHECKPOINT_FORMAT, play_games, read_checkpoint
 from agents.learner import Learner
+from agents.paac import PAACLearner
 from rlkit.checkpoint import rng_state, save_checkpoint, set_rng_state
 from rlkit.device import resolve_device
 from rlkit.logger import Logger
@@ -36,6 +37,7 @@ from rlkit.logger import Logger
 LEARNERS = {
     "dqn": DQNLearner,
     "double_dqn": DQNLearner,
+    "paac": PAACLearner,
 }
 """``agent.algo`` -> learner class ``(cfg, device, logger)``: the one place training dispatches."""
 
