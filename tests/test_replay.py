@@ -368,9 +368,13 @@ def test_truncation_bootstraps_from_the_true_final_observation() -> None:
     np.testing.assert_array_equal(batch.obs[k2], reset)  # zero padding kept as emitted
 
 
+def o(value: float) -> np.ndarray:
+    """A one-number float32 observation."""
+    return np.array([value], np.float32)
+
+
 def test_autoreset_filler_is_dropped_and_stream_break_bootstraps() -> None:
     buf = ReplayBuffer(16, (1,), obs_dtype=np.float32, n_step=3, gamma=0.5, seed=0)
-    o = lambda v: np.array([v], np.float32)  # noqa: E731
     buf.add(o(1), 0, 1.0, o(2), False, False)
     buf.add(o(2), 0, 1.0, o(3), True, False)
     buf.add(o(3), 5, 0.0, o(100), False, False)  # NEXT_STEP autoreset: obs is the final obs
@@ -485,7 +489,6 @@ def test_new_transitions_get_the_largest_priority_seen_and_duplicates_last_win()
 
 def test_overwritten_or_incomplete_transitions_keep_zero_priority_mass() -> None:
     buf = PrioritizedReplayBuffer(3, (1,), obs_dtype=np.float32, n_step=3, seed=0)
-    o = lambda v: np.array([v], np.float32)  # noqa: E731
     for t in range(3):
         buf.add(o(t), t, 1.0, o(t + 1), False, False)
     assert buf.sample(10).indices.tolist() == [0] * 10

@@ -52,6 +52,8 @@ class Batch:
     *action_shape)``; ``rewards``: n-step discounted return, ``discounts``: ``gamma**k`` (0 if
     the episode terminated inside the window), ``weights``: importance weights (1 for uniform
     replay), all float32 ``(B,)``; ``indices``: int64 slots to pass to ``update_priorities``.
+    With ``n_step == 1``, ``obs`` and ``next_obs`` are overlapping views of one gather (they
+    share ``frame_stack - 1`` frames): read them freely, copy before writing into them.
     """
 
     obs: np.ndarray
@@ -356,28 +358,38 @@ class ReplayBuffer:
             steps = included.sum(1)
             last = slots[np.arange(len(slots)), steps - 1]
         discounts = np.where(terminated, 0.0, self._gamma_pows[steps])
-        # obs and next_obs come from one gather into one allocation: two large temporaries
-        # per call let glibc trim and re-fault the heap, which doubled sample time here.
-        size = len(first)
-        both = self._stacks(
-            np.concatenate((env, env)),
-            np.concatenate((self._frame_idx[first] - 1, self._frame_idx[last])),
-        )
+        size, k = len(first), self.frame_stack
+        if self.n_step == 1:
+            # next_obs is obs shifted by one frame: gather k + 1 frames per transition once and
+            # return two overlapping views (5 frames instead of 8 at frame_stack=4).
+            frames = self._frames_of(env, self._frame_idx[first], k + 1)
+            obs = frames[:, :k].reshape(size, *self.obs_shape)
+            next_obs = frames[:, 1:].reshape(size, *self.obs_shape)
+        else:
+            # One gather into one allocation: two large temporaries per call let glibc trim
+            # and re-fault the heap, which doubled sample time here.
+            both = self._frames_of(
+                np.concatenate((env, env)),
+                np.concatenate((self._frame_idx[first] - 1, self._frame_idx[last])),
+                k,
+            ).reshape(2 * size, *self.obs_shape)
+            obs, next_obs = both[:size], both[size:]
         return Batch(
-            obs=both[:size],
+            obs=obs,
             actions=self._actions[first],
             rewards=np.asarray(rewards, np.float32),
-            next_obs=both[size:],
+            next_obs=next_obs,
             discounts=discounts.astype(np.float32),
             weights=weights,
             indices=first,
         )
 
-    def _stacks(self, env: np.ndarray, newest: np.ndarray) -> np.ndarray:
-        """Stacks whose newest frame has absolute index ``newest``, one gather for the batch."""
-        frames = newest[:, None] + np.arange(1 - self.frame_stack, 1)
+    def _frames_of(self, env: np.ndarray, newest: np.ndarray, count: int) -> np.ndarray:
+        """The ``count`` frames up to absolute frame ``newest`` of each env, one gather:
+        shape ``(B, count, *frame_shape)``."""
+        frames = newest[:, None] + np.arange(1 - count, 1)
         rows = self._frame_off[env][:, None] + frames % self._frame_cap[env][:, None]
-        return self._frames[rows].reshape(len(newest), *self.obs_shape)
+        return self._frames[rows]
 
     # ------------------------------------------------------------------ state
     def _config(self) -> dict[str, Any]:

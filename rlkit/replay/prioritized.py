@@ -56,7 +56,15 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def _extra_nbytes(self) -> int:
         return self._tree.nbytes
 
-    def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:  # noqa: ANN001
+    def add(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray | int | float,
+        reward: np.ndarray | float,
+        next_obs: np.ndarray,
+        terminated: np.ndarray | bool,
+        truncated: np.ndarray | bool,
+    ) -> None:
         """As ``ReplayBuffer.add``; transitions that become sampleable get the max priority."""
         before = [self._env_range(e) for e in range(self.num_envs)]
         super().add(obs, action, reward, next_obs, terminated, truncated)
@@ -86,9 +94,10 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         targets = (np.arange(batch_size) + self._rng.random(batch_size)) * (total / batch_size)
         slots = self._tree.find_prefix(targets)
         env, j = self._locate(slots)
-        probs = self._tree.leaves[slots] / total
-        weights = (len(self) * probs) ** -beta
-        weights /= weights.max()
+        # (N P_i)**-beta / max_j (N P_j)**-beta == (m_i / min_j m_j)**-beta with m = p**alpha:
+        # N and the total cancel, which saves work on the hot path.
+        mass = self._tree.leaves.take(slots)
+        weights = (mass / np.minimum.reduce(mass)) ** -beta
         return self._gather(env, j, weights.astype(np.float32))
 
     def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
@@ -103,25 +112,27 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             )
         if idx.size == 0:
             return
-        if not np.all(np.isfinite(pri)):
+        if not np.logical_and.reduce(np.isfinite(pri)):
             raise ValueError("update_priorities got a non-finite priority (NaN or inf TD error)")
-        if idx.min() < 0 or idx.max() >= self.capacity:
+        if np.minimum.reduce(idx) < 0 or np.maximum.reduce(idx) >= self.capacity:
             raise ValueError(
                 f"update_priorities index out of range [0, {self.capacity}): pass Batch.indices"
             )
         p = np.abs(pri) + self.eps
-        self._max_priority = max(self._max_priority, float(p.max()))
+        self._max_priority = max(self._max_priority, float(np.maximum.reduce(p)))
         # Invariant: a slot has mass exactly when it is sampleable (p**alpha > 0 there), so a
         # slot that was overwritten or lost its frames since it was drawn stays at zero.
-        live = self._tree.leaves[idx] > 0.0
+        live = self._tree.leaves.take(idx) > 0.0
         self._tree.assign(idx[live], np.maximum(p[live] ** self.alpha, _MIN_MASS))
 
     def _locate(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Env and transition number ``j`` of the transition now stored in each slot."""
+        if self.num_envs == 1:
+            last = self._count[0] - 1
+            return np.zeros(len(slots), np.int64), last - (last - slots) % self._cap_py[0]
         env = np.searchsorted(self._env_off, slots, side="right") - 1
         count = np.array(self._count, np.int64)[env]
-        cap = self._env_cap[env]
-        j = count - 1 - (count - 1 - (slots - self._env_off[env])) % cap
+        j = count - 1 - (count - 1 - (slots - self._env_off[env])) % self._env_cap[env]
         return env, j
 
     def state_dict(self) -> dict[str, Any]:

@@ -2,20 +2,24 @@
 
 Prioritised replay (Schaul et al. 2016, "Prioritized Experience Replay", Sec. 3.3) samples
 transition ``i`` with probability ``p_i / sum_k p_k``. A tree whose internal nodes hold the sum
-of their children gives both the total (the root) and a logarithmic inverse-CDF search.
+of their children gives the total and a logarithmic inverse-CDF search.
 
-Why 32 children per node instead of 2: numpy pays about a microsecond per call whatever the
-array size, and a batched update or search costs a handful of calls per level. A binary tree over
-1M leaves has 20 levels; a 32-ary one has 4 below the root, and each level's work (a cumulative
-sum over 32 children for each query of the batch) is still tiny. Measured here at 1M leaves, a
-32-item ``find_prefix + set`` took 1,084 us binary and 288 us 32-ary (fan-outs 8 to 128 were
-within 30% of each other; 32 was fastest).
+Shape, chosen by measurement: numpy pays about a microsecond per call whatever the array size,
+and a batched update or search costs a handful of calls per level, so the fewer levels the
+better as long as each level's work stays small.
 
-Layout: levels are stored root first, leaves last, each padded to a multiple of the fan-out so a
-level reshapes to ``(nodes_above, fanout)``; padding leaves hold 0 forever, so any capacity works.
-Parents are always recomputed as the sum of their children (never updated by deltas), so rounding
-cannot accumulate and a node is 0 exactly when all leaves below it are 0. float64 because float32
-loses mass precision at a million leaves.
+- 32 children per node: a binary tree over 1M leaves has 20 levels, a 32-ary one 4. Measured
+  here at 1M leaves, a 32-item ``find_prefix + set`` took 1,084 us binary and 288 us 32-ary
+  (fan-outs 8 to 128 were within 30% of each other; 32 was fastest).
+- No root: the tree stops at the first level with at most 1,024 nodes, and that level is
+  searched with one cumulative sum and one binary search. At 1M leaves that leaves 977 top
+  nodes, one level of 31,264 and the leaves: two vectorised descents and two parent updates.
+
+Layout: levels are stored top first, leaves last, in one flat array; every level below the top
+is padded to a multiple of the fan-out so it reshapes to ``(nodes_above, fanout)``. Padding
+leaves hold 0 forever, so any capacity works. Parents are always recomputed as the sum of their
+children (never updated by deltas), so rounding cannot accumulate and a node is 0 exactly when
+all leaves below it are 0. float64 because float32 loses mass precision at a million leaves.
 """
 
 from __future__ import annotations
@@ -23,8 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 FANOUT = 32
-# Levels up to this many nodes are searched with one cumsum + searchsorted instead of a descent.
-_FLAT_SEARCH = 1024
+FLAT_TOP = 1024  # the top level has at most this many nodes and is searched in one go
 
 
 class SumTree:
@@ -38,21 +41,17 @@ class SumTree:
         self.capacity = int(capacity)
         self.fanout = int(fanout)
         sizes = [-(-self.capacity // self.fanout) * self.fanout]  # leaves, padded
-        while sizes[-1] > 1:
+        while sizes[-1] > FLAT_TOP:
             above = sizes[-1] // self.fanout
-            sizes.append(above if above == 1 else -(-above // self.fanout) * self.fanout)
-        sizes.reverse()  # root level first
+            sizes.append(above if above <= FLAT_TOP else -(-above // self.fanout) * self.fanout)
+        sizes.reverse()  # top level first
         starts = np.concatenate(([0], np.cumsum(sizes)))
         self.tree = np.zeros(int(starts[-1]), dtype=np.float64)
-        # levels[0] is the root (size 1), levels[-1] the leaves; all are views of self.tree.
+        # levels[0] is the top, levels[-1] the leaves; all are views of self.tree.
         self.levels = [self.tree[starts[i] : starts[i + 1]] for i in range(len(sizes))]
-        # blocks[d] groups level d into rows of siblings: row r holds the children of node r
-        # of level d - 1 (blocks[0] is unused).
+        # blocks[d - 1] is level d as rows of siblings: row r holds the children of node r of
+        # level d - 1.
         self._blocks = [level.reshape(-1, self.fanout) for level in self.levels[1:]]
-        self._blocks.insert(0, self.levels[0][:, None])
-        self._flat_level = max(
-            d for d, level in enumerate(self.levels) if level.size <= _FLAT_SEARCH
-        )
 
     @property
     def leaves(self) -> np.ndarray:
@@ -62,7 +61,7 @@ class SumTree:
     @property
     def total(self) -> float:
         """Sum of all leaves."""
-        return float(self.tree[0])
+        return float(np.add.reduce(self.levels[0]))
 
     @property
     def nbytes(self) -> int:
@@ -87,50 +86,50 @@ class SumTree:
             # Last write wins: a stable sort keeps equal indices in call order, so the last of
             # each run of equal indices is the value written last.
             order = np.argsort(idx, kind="stable")
-            ordered = idx[order]
+            ordered = idx.take(order)
             last = np.empty(idx.size, dtype=bool)
             last[-1] = True
             np.not_equal(ordered[1:], ordered[:-1], out=last[:-1])
-            idx, vals = ordered[last], vals[order[last]]
+            idx, vals = ordered[last], vals.take(order[last])
         elif idx.size == 0:
             return
         self.levels[-1][idx] = vals
         nodes = idx // self.fanout
         for depth in range(len(self.levels) - 2, -1, -1):
-            blocks = self._blocks[depth + 1]
+            blocks = self._blocks[depth]
             if nodes.size * 8 > len(blocks):  # a large batch: recompute the whole level
                 self.levels[depth][: len(blocks)] = np.add.reduce(blocks, axis=1)
             else:  # repeated parents recompute the same sum: no de-duplication needed
-                self.levels[depth][nodes] = np.add.reduce(blocks[nodes], axis=1)
+                self.levels[depth][nodes] = np.add.reduce(blocks.take(nodes, axis=0), axis=1)
             nodes //= self.fanout
 
     def find_prefix(self, values: np.ndarray) -> np.ndarray:
         """For each ``v`` in ``[0, total)``, the leaf ``i`` with ``S(i) <= v < S(i) + p_i``.
 
-        ``S(i)`` is the sum of the leaves before ``i``. The deepest level with at most
-        ``_FLAT_SEARCH`` nodes is searched at once (one cumulative sum and a binary search);
-        below it the whole batch descends together, one vectorised step per level. Every step
-        picks the first node whose cumulative sum exceeds ``v``, which has positive mass; when
-        rounding puts ``v`` past the last cumulative sum it takes the last positive node. So
-        every returned leaf has positive mass, even for ``v == total``.
+        ``S(i)`` is the sum of the leaves before ``i``. The top level is searched at once (one
+        cumulative sum and a binary search); below it the whole batch descends together, one
+        vectorised step per level. Every step picks the first node whose cumulative sum exceeds
+        ``v``, which has positive mass; when rounding puts ``v`` past the last cumulative sum it
+        takes the last positive node. So every returned leaf has positive mass, even for
+        ``v == total``.
         """
-        if not self.total > 0.0:
+        top = self.levels[0]
+        cumulative = top.cumsum()
+        if not cumulative[-1] > 0.0:
             raise ValueError("SumTree.find_prefix needs a positive total; set some leaves first")
         v = np.array(values, dtype=np.float64).ravel()
-        top = self.levels[self._flat_level]
-        cumulative = top.cumsum()
         node = np.searchsorted(cumulative, v, side="right")
-        if node.max() == top.size:
+        if np.maximum.reduce(node) == top.size:
             node[node == top.size] = np.flatnonzero(top)[-1]
-        v -= cumulative[node] - top[node]
+        v -= cumulative.take(node) - top.take(node)
         v = v[:, None]
         rows = np.arange(len(v))
-        for blocks in self._blocks[self._flat_level + 1 :]:
-            children = blocks[node]  # (B, fanout)
+        for blocks in self._blocks:
+            children = blocks.take(node, axis=0)  # (B, fanout); take beats [] 5x here
             cumulative = children.cumsum(axis=1)
             # Non-decreasing, so the entries <= v form a prefix whose length is the child.
             child = np.add.reduce(cumulative <= v, axis=1, dtype=np.int64)
-            if child.max() == self.fanout:
+            if np.maximum.reduce(child) == self.fanout:
                 past = child == self.fanout
                 child[past] = self.fanout - 1 - np.argmax(children[past, ::-1] > 0.0, axis=1)
             v -= (cumulative - children)[rows, child, None]
