@@ -11,6 +11,8 @@ episode (bootstrapping).
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -602,3 +604,10 @@ def test_available_memory_falls_back_when_proc_meminfo_is_missing(monkeypatch) -
     monkeypatch.setattr("builtins.open", no_proc)
     value = replay_memory.available_memory_bytes()
     assert value is None or value > 0
+
+
+def test_replay_package_is_numpy_only() -> None:
+    code = (
+        "import sys, rlkit.replay; sys.exit('torch' in sys.modules or 'gymnasium' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

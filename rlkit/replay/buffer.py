@@ -117,7 +117,9 @@ class ReplayBuffer:
                 f"capacity={capacity} is too small: each of the {num_envs} envs needs room for "
                 f"n_step={n_step} transitions; use capacity >= {self.num_envs * self.n_step}"
             )
-        self.obs_shape = tuple(int(d) for d in obs_shape)
+        self.obs_shape = (
+            (int(obs_shape),) if np.ndim(obs_shape) == 0 else tuple(map(int, obs_shape))
+        )
         if not self.obs_shape or any(d < 1 for d in self.obs_shape):
             raise ValueError(f"obs_shape must be a tuple of positive ints, got {obs_shape}")
         if self.frame_stack > 1 and self.obs_shape[0] != self.frame_stack:
@@ -150,20 +152,15 @@ class ReplayBuffer:
         self._fcap_py = self._frame_cap.tolist()
         self._foff_py = self._frame_off.tolist()
 
-        nbytes = int(self._frame_cap.sum()) * frame_nbytes + self.capacity * (
-            int(np.prod(self.action_shape, dtype=np.int64)) * self.action_dtype.itemsize
-            + 4  # reward float32
-            + 1  # flags
-            + 8  # frame pointer
-        )
-        warn_if_too_large(nbytes + self._extra_nbytes(), type(self).__name__)
-        # np.zeros maps zero pages lazily: memory is committed only as the buffer fills.
+        # np.zeros maps zero pages lazily: memory is committed only as the buffer fills, so
+        # the check below still comes before any of it is used.
         self._frames = np.zeros((int(self._frame_cap.sum()), *self._frame_shape), self.obs_dtype)
         self._actions = np.zeros((self.capacity, *self.action_shape), self.action_dtype)
         self._rewards = np.zeros(self.capacity, np.float32)
         self._flags = np.zeros(self.capacity, np.uint8)
         # Absolute (never wrapped) index of the newest frame of each transition's next_obs.
         self._frame_idx = np.zeros(self.capacity, np.int64)
+        warn_if_too_large(self.nbytes, type(self).__name__)
 
         self._count = [0] * self.num_envs  # transitions ever added, per env
         self._written = [0] * self.num_envs  # frames ever pushed, per env

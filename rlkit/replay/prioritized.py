@@ -10,6 +10,7 @@ when its slot or one of its frames is overwritten.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -112,18 +113,22 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             )
         if idx.size == 0:
             return
-        if not np.logical_and.reduce(np.isfinite(pri)):
+        p = np.abs(pri)
+        p += self.eps
+        largest = float(np.maximum.reduce(p))  # NaN and inf propagate into the maximum
+        if not math.isfinite(largest):
             raise ValueError("update_priorities got a non-finite priority (NaN or inf TD error)")
         if np.minimum.reduce(idx) < 0 or np.maximum.reduce(idx) >= self.capacity:
             raise ValueError(
                 f"update_priorities index out of range [0, {self.capacity}): pass Batch.indices"
             )
-        p = np.abs(pri) + self.eps
-        self._max_priority = max(self._max_priority, float(np.maximum.reduce(p)))
-        # Invariant: a slot has mass exactly when it is sampleable (p**alpha > 0 there), so a
-        # slot that was overwritten or lost its frames since it was drawn stays at zero.
-        live = self._tree.leaves.take(idx) > 0.0
-        self._tree.assign(idx[live], np.maximum(p[live] ** self.alpha, _MIN_MASS))
+        self._max_priority = max(self._max_priority, largest)
+        mass = p**self.alpha
+        np.maximum(mass, _MIN_MASS, out=mass)
+        # Invariant: a slot has mass exactly when it is sampleable, so a slot that was
+        # overwritten or lost its frames since it was drawn is set to (stays at) zero.
+        mass *= self._tree.leaves.take(idx) > 0.0
+        self._tree.assign(idx, mass)
 
     def _locate(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Env and transition number ``j`` of the transition now stored in each slot."""
