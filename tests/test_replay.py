@@ -611,3 +611,14 @@ def test_replay_package_is_numpy_only() -> None:
         "import sys, rlkit.replay; sys.exit('torch' in sys.modules or 'gymnasium' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_a_rejected_add_leaves_every_env_unchanged() -> None:
+    buf = ReplayBuffer(10, (2, 2, 2), frame_stack=2, num_envs=2)
+    good = np.stack([frame(1), frame(2)])
+    obs = np.stack([good, good])
+    next_obs = np.stack([np.stack([frame(2), frame(3)]), np.stack([frame(9), frame(3)])])
+    with pytest.raises(ValueError, match=r"must equal obs\[1:\].*\(env 1\)"):
+        buf.add(obs, [0, 0], [0.0, 0.0], next_obs, [True, True], [False, False])
+    np.testing.assert_array_equal(buf.state_dict()["count"], [0, 0])
+    np.testing.assert_array_equal(buf.state_dict()["written"], [0, 0])

@@ -229,16 +229,33 @@ class ReplayBuffer:
         reward = self._per_env(reward, (), np.float32, "reward")
         terminated = self._per_env(terminated, (), np.bool_, "terminated")
         truncated = self._per_env(truncated, (), np.bool_, "truncated")
-        for e in range(self.num_envs):
-            self._add_one(
-                e,
-                obs[e],
-                action[e],
-                reward[e],
-                next_obs[e],
-                bool(terminated[e]),
-                bool(truncated[e]),
-            )
+        # Check every env before storing anything, so a bad call leaves the buffer unchanged.
+        raw = [(obs[e].tobytes(), next_obs[e].tobytes()) for e in range(self.num_envs)]
+        skip = [
+            self._done[e] and obs_bytes == self._last_next[e]
+            for e, (obs_bytes, _) in enumerate(raw)
+        ]
+        fb = self._frame_nbytes
+        for e, (obs_bytes, next_bytes) in enumerate(raw):
+            if self.frame_stack > 1 and not skip[e] and next_bytes[:-fb] != obs_bytes[fb:]:
+                raise ValueError(
+                    f"next_obs[:-1] must equal obs[1:] for frame_stack={self.frame_stack} "
+                    "(stacks of consecutive frames, oldest first); use frame_stack=1 for other "
+                    f"observations (env {e})"
+                )
+        for e, (obs_bytes, next_bytes) in enumerate(raw):
+            if not skip[e]:  # skipped: NEXT_STEP autoreset, obs is the last episode's final obs
+                self._add_one(
+                    e,
+                    obs[e],
+                    obs_bytes,
+                    action[e],
+                    reward[e],
+                    next_obs[e],
+                    next_bytes,
+                    bool(terminated[e]),
+                    bool(truncated[e]),
+                )
 
     def _per_env(self, x: Any, shape: tuple[int, ...], dtype: np.dtype, name: str) -> np.ndarray:
         arr = np.asarray(x, dtype=dtype, order="C")
@@ -255,33 +272,22 @@ class ReplayBuffer:
         self,
         e: int,
         obs: np.ndarray,
+        obs_bytes: bytes,
         action: np.ndarray,
         reward: np.float32,
         next_obs: np.ndarray,
+        next_bytes: bytes,
         terminated: bool,
         truncated: bool,
     ) -> None:
-        obs_bytes = obs.tobytes()
-        next_bytes = next_obs.tobytes()
         count = self._count[e]
-        if self._done[e]:
-            if obs_bytes == self._last_next[e]:
-                return  # NEXT_STEP autoreset: obs is the previous episode's final observation
-            start = True
-        elif obs_bytes != self._last_next[e]:
+        start = self._done[e]
+        if not start and obs_bytes != self._last_next[e]:
             previous = self._off_py[e] + (count - 1) % self._cap_py[e]
             self._flags[previous] |= STREAM_BREAK
             self._last_end[e] = count - 1
             start = True
-        else:
-            start = False
-        fb = self._frame_nbytes
-        if self.frame_stack > 1 and next_bytes[:-fb] != obs_bytes[fb:]:
-            raise ValueError(
-                f"next_obs[:-1] must equal obs[1:] for frame_stack={self.frame_stack} (stacks of "
-                "consecutive frames, oldest first); use frame_stack=1 for other observations"
-            )
-        if start:
+        if start:  # keep the whole first stack, whatever the env put in it
             for frame in obs.reshape(self.frame_stack, *self._frame_shape):
                 self._push_frame(e, frame)
         self._push_frame(e, next_obs.reshape(self.frame_stack, *self._frame_shape)[-1])
