@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import yaml
 
-DEFAULT_TAG = "episode/score"
+DEFAULT_TAG = "game/score"
 # Distinct colours (BGR) for up to 8 runs; they cycle after that.
 COLOURS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),
            (75, 86, 140), (194, 119, 227), (34, 189, 188)]
