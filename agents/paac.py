@@ -24,6 +24,7 @@ from agents.algo_configs import PAACConfig
 from agents.environments import make_train_envs, restore_vector_env, snapshot_vector_env
 from agents.episodes import Episode, EpisodeTracker
 from agents.networks import build_encoder
+from rlkit.distributed import DistributedContext
 from rlkit.init import apply_init
 from rlkit.logger import Logger
 from rlkit.optim import build_optimizer
@@ -201,9 +202,21 @@ class PAACPolicy:
         return actions.cpu().numpy()
 
 
-def sample_actions(logits: Tensor, generator: torch.Generator | None) -> Tensor:
-    """One action per row, drawn from ``softmax(logits)``."""
-    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
+def sample_actions(logits: Tensor, generator: torch.Generator | None, *,
+                   total_rows: int | None = None, first_row: int = 0) -> Tensor:
+    """One action per row, drawn from ``softmax(logits)`` by inverse CDF, one uniform per row.
+
+    Data-parallel ranks pass the global batch size ``total_rows`` and their first row: every rank
+    draws the uniforms of the whole batch from an identically seeded generator and keeps its
+    slice, so N ranks sample exactly the actions one process with all the envs would.
+    """
+    rows = logits.shape[0]
+    probs = F.softmax(logits, dim=-1)
+    uniforms = torch.rand(rows if total_rows is None else total_rows, generator=generator,
+                          device=logits.device, dtype=probs.dtype)[first_row:first_row + rows]
+    cdf = probs.cumsum(-1)
+    actions = torch.searchsorted(cdf, (uniforms * cdf[:, -1]).unsqueeze(-1), right=True)
+    return actions.squeeze(-1).clamp_(max=probs.shape[-1] - 1)
 
 
 def _discrete_actions(space: gym.Space) -> int:
@@ -241,28 +254,38 @@ class PAACLearner:
     counters, both sampling generators and, for in-process picklable envs (CartPole), the envs
     themselves, so that a resumed run continues exactly; emulators cannot be pickled and start
     new games seeded by the step count instead.
+
+    Data-parallel (``dist`` with N ranks, docs/distributed.md): each rank owns envs
+    ``r*n_e .. (r+1)*n_e - 1`` of an ``N*n_e``-env run and samples their actions from the same
+    stream that run would, and gradients are averaged, so N ranks are the same algorithm as one
+    learner with ``N*n_e`` envs; ``env_steps`` counts all ranks' steps.
     """
 
-    def __init__(self, cfg: Config, device: torch.device, logger: Logger) -> None:
+    def __init__(self, cfg: Config, device: torch.device, logger: Logger,
+                 dist: DistributedContext | None = None) -> None:
         agent: PAACConfig = cfg.agent
         self.cfg = cfg
         self.agent = agent
         self.device = device
         self.num_envs = cfg.env.num_envs
         seed = cfg.train.seed
-        self.envs = make_train_envs(cfg.env, seed)
+        self.dist = dist or DistributedContext(device=device)
+        self.total_envs = self.num_envs * self.dist.world_size
+        self.envs = make_train_envs(cfg.env, self.dist.env_seed(seed, self.num_envs))
         with torch.random.fork_rng(devices=[]):  # seeded init without touching global RNG
             torch.manual_seed(seed)
             self.net = _network(agent, self.envs.single_observation_space,
                                 self.envs.single_action_space).to(device)
+        self.dist.broadcast_module(self.net)
 
-        steps_per_update = agent.t_max * self.num_envs
+        steps_per_update = agent.t_max * self.total_envs
         decay_updates = math.ceil((cfg.optim.lr_decay_steps or cfg.train.steps) / steps_per_update)
         self.update = UpdateStep(
             self.net, build_optimizer(self.net, cfg.optim.optimizer_config()),
             max_grad_norm=cfg.optim.max_grad_norm,
             lr_schedule=cfg.optim.lr_schedule_over(decay_updates),
             monitor_every=max(1, cfg.train.log_every // steps_per_update), logger=logger,
+            grad_sync=self.dist.average_gradients if self.dist.is_distributed else None,
         )
         # Own generators: resume restores them exactly, and evaluation never shifts training.
         self.generator = torch.Generator(device=device)
@@ -270,7 +293,7 @@ class PAACLearner:
         self.eval_generator = torch.Generator(device=device)
         self.eval_generator.manual_seed(seed + 1)
         self.tracker = EpisodeTracker(self.num_envs)
-        obs, _ = self.envs.reset(seed=seed)
+        obs, _ = self.envs.reset(seed=self.dist.env_seed(seed, self.num_envs))
         self.obs = self._to_device(obs)
         self.autoreset = np.zeros(self.num_envs, dtype=bool)
         self.env_steps = 0
@@ -296,7 +319,9 @@ class PAACLearner:
             capture = self.update.capture_activations() if t == 0 else contextlib.nullcontext()
             with capture:
                 step_logits, step_values = self.net(self.obs)
-            step_actions = sample_actions(step_logits.detach(), self.generator)
+            step_actions = sample_actions(step_logits.detach(), self.generator,
+                                          total_rows=self.total_envs,
+                                          first_row=self.dist.rank * n_envs)
             # Reading the actions back is the one host sync per step.
             obs, reward, term, trunc, infos = self.envs.step(step_actions.cpu().numpy())
             self.tracker.update(reward, term, trunc, infos, autoreset=self.autoreset)
@@ -307,7 +332,7 @@ class PAACLearner:
             logits.append(step_logits)
             values.append(step_values)
             actions.append(step_actions)
-        self.env_steps += t_max * n_envs
+        self.env_steps += t_max * self.total_envs
         with torch.no_grad():
             bootstrap = self.net(self.obs)[1]
         if self.agent.clip_rewards:
@@ -407,7 +432,8 @@ class PAACLearner:
             self.tracker.lengths[:] = state["tracker"]["lengths"]
         else:
             # Emulators do not pickle: start new games (seeded by the step count, so reproducible).
-            obs, _ = self.envs.reset(seed=self.cfg.train.seed + self.env_steps)
+            obs, _ = self.envs.reset(
+                seed=self.dist.env_seed(self.cfg.train.seed + self.env_steps, self.num_envs))
             self.obs = self._to_device(obs)
             self.autoreset = np.zeros(self.num_envs, dtype=bool)
         self._reset_accumulators()
