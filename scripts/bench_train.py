@@ -6,6 +6,9 @@ an untimed warm-up that fills the buffer, and reports agent steps per second. Se
 
 * ``dqn``: ``agents.dqn.DQNLearner`` (configs/pong_dqn.yaml) vs ``stable_baselines3.DQN``
   (``CnnPolicy`` = the same Nature CNN, ``make_atari_env`` + 4-frame stack).
+* ``paac``: ``agents.paac.PAACLearner`` (configs/pong_paac.yaml) vs ``stable_baselines3.A2C``
+  with 16 and 32 envs, n_steps 5, the same Nature CNN; plus the NIPS CNN and learner-only
+  updates/s (``--steps`` is the timed agent steps per measurement).
 
 Add a section by writing ``bench_<name>(args) -> dict`` and one entry in ``SECTIONS``.
 
@@ -95,8 +98,127 @@ def bench_dqn(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _paac_learner(args: argparse.Namespace, n_envs: int, encoder: str) -> Any:
+    from agents.config import load_config
+    from agents.paac import PAACLearner
+    from rlkit.logger import Logger
+
+    cfg = load_config(ROOT / "configs" / "pong_paac.yaml", [
+        f"env.num_envs={n_envs}", f"agent.encoder={encoder}", f"train.device={args.device}",
+        f"train.seed={args.seed}", "train.log_every=1000000000",
+    ])
+    return PAACLearner(cfg, torch.device(args.device), Logger(None))
+
+
+def _sync(args: argparse.Namespace) -> None:
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _rlkit_paac_sps(args: argparse.Namespace, n_envs: int, encoder: str) -> tuple[float, str]:
+    """Agent steps/s of whole PAAC iterations (t_max=5 rollout + update), and the env backend."""
+    learner = _paac_learner(args, n_envs, encoder)
+    try:
+        for _ in range(3):  # warm-up: allocator, first-update RMSProp state
+            learner.train_iteration()
+        start_steps, start = learner.env_steps, time.perf_counter()
+        while learner.env_steps - start_steps < args.steps:
+            learner.train_iteration()
+        _sync(args)
+        sps = (learner.env_steps - start_steps) / (time.perf_counter() - start)
+        return sps, type(learner.envs).__name__
+    finally:
+        learner.close()
+
+
+def _rlkit_paac_updates_per_s(args: argparse.Namespace, n_envs: int, encoder: str) -> float:
+    """Learner-only: the t_max acting forward passes, bootstrap, loss and update on stored
+    observations (no env stepping), i.e. everything PAAC computes per update."""
+    from agents.paac import Rollout, sample_actions
+
+    learner = _paac_learner(args, n_envs, encoder)
+    try:
+        t_max = learner.agent.t_max
+        frames = [learner.obs]
+        for _ in range(t_max):
+            obs, *_ = learner.envs.step(learner.envs.action_space.sample())
+            frames.append(learner._to_device(obs))
+        zeros = torch.zeros(t_max, n_envs, device=learner.device)
+        flags = zeros.bool()
+
+        def update() -> None:
+            outs = [learner.net(frames[t]) for t in range(t_max)]
+            logits = torch.stack([o[0] for o in outs])
+            actions = sample_actions(logits.detach().flatten(0, 1), learner.generator)
+            with torch.no_grad():
+                bootstrap = learner.net(frames[t_max])[1]
+            learner.learn(Rollout(logits, torch.stack([o[1] for o in outs]),
+                                  actions.view(t_max, n_envs), zeros, flags, flags, ~flags,
+                                  bootstrap))
+
+        for _ in range(3):
+            update()
+        _sync(args)
+        count = max(10, args.steps // (t_max * n_envs))
+        start = time.perf_counter()
+        for _ in range(count):
+            update()
+        _sync(args)
+        return count / (time.perf_counter() - start)
+    finally:
+        learner.close()
+
+
+def _sb3_a2c_sps(args: argparse.Namespace, n_envs: int) -> float:
+    from stable_baselines3 import A2C
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    env = VecFrameStack(make_atari_env("PongNoFrameskip-v4", n_envs=n_envs, seed=args.seed), 4)
+    # CnnPolicy = Nature CNN shared by policy and value heads; n_steps = PAAC's t_max.
+    model = A2C("CnnPolicy", env, n_steps=5, learning_rate=7e-4, ent_coef=0.01,
+                device=args.device, seed=args.seed, verbose=0)
+    try:
+        model.learn(total_timesteps=3 * 5 * n_envs)  # warm-up, as for rlkit
+        start = time.perf_counter()
+        model.learn(total_timesteps=args.steps, reset_num_timesteps=False)
+        _sync(args)
+        return (model.num_timesteps - 3 * 5 * n_envs) / (time.perf_counter() - start)
+    finally:
+        env.close()
+
+
+def bench_paac(args: argparse.Namespace) -> dict[str, Any]:
+    """PAAC on Pong vs SB3 A2C, 16 and 32 envs, n_steps = t_max = 5.
+
+    Same network on both sides for the comparison (Nature CNN, SB3's ``CnnPolicy``); the
+    original PAAC default (NIPS CNN) is reported too. rlkit uses its ``auto`` env backend
+    (ale-py's native threaded vector env for this config); SB3 its default ``DummyVecEnv``.
+    """
+    result: dict[str, Any] = {}
+    for n_envs in (16, 32):
+        nature_sps, backend = _rlkit_paac_sps(args, n_envs, "nature")
+        nips_sps, _ = _rlkit_paac_sps(args, n_envs, "nips")
+        sb3_sps = _sb3_a2c_sps(args, n_envs)
+        result[f"n_envs_{n_envs}"] = {
+            "rlkit_nature_steps_per_s": round(nature_sps, 1),
+            "sb3_a2c_nature_steps_per_s": round(sb3_sps, 1),
+            "speedup": round(nature_sps / sb3_sps, 2),
+            "rlkit_nips_steps_per_s": round(nips_sps, 1),
+            "rlkit_nature_learner_updates_per_s": round(
+                _rlkit_paac_updates_per_s(args, n_envs, "nature"), 1),
+            "rlkit_nips_learner_updates_per_s": round(
+                _rlkit_paac_updates_per_s(args, n_envs, "nips"), 1),
+            "rlkit_env_backend": backend,
+        }
+    result["settings"] = {"env": "Pong (frame skip 4, 84x84x4)", "t_max": 5,
+                          "timed_steps": args.steps, "frames_per_step": 4}
+    return result
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "dqn": bench_dqn,
+    "paac": bench_paac,
 }
 
 
