@@ -431,8 +431,12 @@ class PAACLearner:
         self.update.load_state_dict(state["update"])
         self.env_steps = int(state["env_steps"])
         self.next_log = int(state["next_log"])
-        self.generator.set_state(state["generator"].cpu())
-        self.eval_generator.set_state(state["eval_generator"].cpu())
+        try:
+            self.generator.set_state(state["generator"].cpu())
+            self.eval_generator.set_state(state["eval_generator"].cpu())
+        except RuntimeError:  # saved on another device type (CPU and CUDA generators differ)
+            self.generator.manual_seed(self.cfg.train.seed + self.env_steps)
+            self.eval_generator.manual_seed(self.cfg.train.seed + self.env_steps + 1)
         self.tracker = EpisodeTracker(self.num_envs)
         if restore_vector_env(self.envs, state.get("envs")):
             self.obs = self._to_device(state["obs"])
