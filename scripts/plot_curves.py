@@ -86,8 +86,8 @@ def nice_ticks(lo: float, hi: float, count: int = 6) -> np.ndarray:
     raw = (hi - lo) / max(count - 1, 1)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    first = math.floor(lo / step) * step
-    return np.arange(first, hi + step * 0.5, step)
+    first, last = math.floor(lo / step) * step, math.ceil(hi / step) * step
+    return np.arange(first, last + step * 0.5, step)
 
 
 def format_number(x: float) -> str:
@@ -169,15 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        curves = []
+        curves, scales = [], []
         for run_dir in args.run_dirs:
             steps, values = read_scalars(run_dir, args.tag)
             scale = args.frames_per_step or frames_per_step(run_dir)
+            scales.append(scale)
             curves.append((run_dir.name, steps * scale, smooth(values, args.smooth)))
     except PlotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    img = render(curves, title=args.title or args.tag, xlabel="frames", ylabel=args.tag)
+    atari = all(scale > 1 for scale in scales)
+    xlabel = "frames" if atari else "environment steps (frames per step: " + \
+        ", ".join(str(scale) for scale in scales) + ")"
+    img = render(curves, title=args.title or args.tag, xlabel=xlabel, ylabel=args.tag)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(args.out), img):
         print(f"error: could not write {args.out}; use a .png path in a writable folder",
