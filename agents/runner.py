@@ -175,13 +175,13 @@ class Runner:
                     self.logger.scalars(scalars, step)
                     self.logger.scalar("perf/sps", (step - sps_steps) / (now - sps_clock), step)
                     sps_clock, sps_steps = now, step
+                if cfg.train.eval_every and step >= state.next_eval:
+                    state.next_eval += cfg.train.eval_every
+                    self.evaluate()
                 if cfg.checkpoint.every and step >= state.next_checkpoint:
                     state.next_checkpoint += cfg.checkpoint.every
                     state.elapsed = time.perf_counter() - start
                     self.checkpoint()
-                if cfg.train.eval_every and step >= state.next_eval:
-                    state.next_eval += cfg.train.eval_every
-                    self.evaluate()
                 if bar.disable is False and time.perf_counter() - last_bar > 0.5:
                     last_bar = time.perf_counter()
                     bar.update(min(step, total) - shown)
