@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -17,8 +18,10 @@ from typing import NoReturn
 from agents.config import ConfigError
 from rlkit.checkpoint import CheckpointError
 from rlkit.device import DeviceError, resolve_device
+from rlkit.distributed import DistributedError, launch, under_launcher
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, CheckpointError, DeviceError)
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, CheckpointError, DeviceError,
+                                            DistributedError)
 """Exceptions that mean "the user asked for something wrong" (plus ``runner.RunError``)."""
 
 
@@ -43,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
     train.add_argument("--seed", type=int, help="random seed (default: the config's)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    train.add_argument("--nproc", type=int, metavar="N",
+                       help="data-parallel ranks on this machine, started by torchrun "
+                            "(see docs/distributed.md); a resume needs the same N")
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint under the standard protocol",
                         description="Play full games (no life-loss episodes, unclipped score, "
@@ -81,7 +87,8 @@ def _train(args: argparse.Namespace) -> int:
         if args.seed is not None:
             overrides.append(f"train.seed={args.seed}")
         runner = start_run(args.config, overrides, args.run_dir)
-    print(f"rlkit: run directory {runner.run_dir} (device {runner.device})", file=sys.stderr)
+    if runner.dist.is_main:
+        print(f"rlkit: run directory {runner.run_dir} (device {runner.device})", file=sys.stderr)
     return runner.run()
 
 
@@ -104,15 +111,47 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` minus ``--nproc N`` / ``--nproc=N`` (what each launched rank is given)."""
+    out, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == "--nproc":
+            skip = True
+        elif not token.startswith("--nproc="):
+            out.append(token)
+    return out
+
+
+def _launch(args: argparse.Namespace, argv: list[str]) -> int | None:
+    """``--nproc N > 1``: re-run this command as N ranks under torchrun; None: run here."""
+    if args.nproc is None:
+        return None
+    if under_launcher():
+        raise DistributedError("--nproc starts its own ranks; under torchrun leave it out "
+                               "(torchrun's --nproc_per_node sets the number of ranks)")
+    if args.nproc < 1:
+        raise DistributedError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc == 1:
+        return None
+    return launch(args.nproc, "agents.cli", _without_nproc(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     from agents.runner import RunError
 
     try:
-        return _train(args) if args.command == "train" else _evaluate(args)
+        if args.command == "train":
+            code = _launch(args, argv)
+            return _train(args) if code is None else code
+        return _evaluate(args)
     except (*USER_ERRORS, RunError) as exc:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        print(f"rlkit: error: {lines[0]}", file=sys.stderr)
+        where = f" (rank {os.environ.get('RANK')})" if under_launcher() else ""
+        print(f"rlkit: error{where}: {lines[0]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rlkit: interrupted", file=sys.stderr)

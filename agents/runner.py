@@ -6,6 +6,11 @@ every ``checkpoint.every`` agent steps, at the end, and on SIGINT/SIGTERM), ``ch
 (the best periodic evaluation) and TensorBoard event files. ``--resume RUN_DIR`` continues the
 run exactly where ``last.pt`` left it: step counters, schedules, optimizer, every RNG, the replay
 buffer when it was saved, and (for in-process envs that pickle) the episodes in progress.
+
+Data-parallel runs (``rlkit train --nproc N`` or torchrun; docs/distributed.md): every rank runs
+this runner with its own learner; rank 0 alone writes the config, TensorBoard, checkpoints and
+runs periodic evaluations. ``last.pt`` also holds ``world_size`` and the other ranks' own learner
+and RNG states (``"ranks"``), so ``--resume`` continues every rank, and only with the same N.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from agents.learner import Learner
 from agents.paac import PAACLearner
 from rlkit.checkpoint import rng_state, save_checkpoint, set_rng_state
 from rlkit.device import resolve_device
+from rlkit.distributed import DistributedContext, init_distributed
 from rlkit.logger import Logger
 
 LEARNERS = {
@@ -49,8 +55,11 @@ class RunError(ValueError):
     """A run directory problem a user can fix (exists already, nothing to resume, ...)."""
 
 
-def make_learner(cfg: Config, device: torch.device, logger: Logger) -> Learner:
-    """Build the learner that ``cfg.agent.algo`` names."""
+def make_learner(cfg: Config, device: torch.device, logger: Logger,
+                 dist: DistributedContext | None = None) -> Learner:
+    """Build the learner that ``cfg.agent.algo`` names (one rank of ``dist`` when given)."""
+    if dist is not None and dist.is_distributed:
+        return LEARNERS[cfg.algo](cfg, device, logger, dist=dist)
     return LEARNERS[cfg.algo](cfg, device, logger)
 
 
@@ -83,25 +92,30 @@ class RunState:
 class Runner:
     """Drives one learner to ``cfg.train.steps`` agent steps inside ``run_dir``."""
 
-    def __init__(self, cfg: Config, run_dir: Path, *, resume: dict[str, Any] | None = None
-                 ) -> None:
+    def __init__(self, cfg: Config, run_dir: Path, *, resume: dict[str, Any] | None = None,
+                 dist: DistributedContext | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.device = resolve_device(cfg.train.device)
+        self.dist = dist or DistributedContext(device=resolve_device(cfg.train.device))
+        self.device = self.dist.device
+        if resume is not None:
+            self.dist.check_world_size(resume.get("world_size", 1))
         if cfg.train.threads is not None:
             torch.set_num_threads(cfg.train.threads)
         check_env_id(cfg.env.id)
-        dump_config(cfg, self.run_dir / "config.yaml")
-        seed_everything(cfg.train.seed)
-        self.logger = Logger(self.run_dir)
-        self.learner = make_learner(cfg, self.device, self.logger)
+        if self.dist.is_main:
+            dump_config(cfg, self.run_dir / "config.yaml")
+        seed_everything(cfg.train.seed)  # same on every rank: identical network init
+        self.logger = Logger(self.run_dir if self.dist.is_main else None)
+        self.learner = make_learner(cfg, self.device, self.logger, self.dist)
         every, eval_every = cfg.checkpoint.every, cfg.train.eval_every
         self.state = RunState(next_checkpoint=every, next_eval=eval_every, recent_scores=[])
         if resume is not None:
-            self.learner.load_state_dict(resume["learner"])
+            own = resume if self.dist.is_main else resume["ranks"][self.dist.rank - 1]
+            self.learner.load_state_dict(own["learner"])
             self.state = RunState(**resume["runner"])
-            set_rng_state(resume["rng"])
+            set_rng_state(own["rng"])
         self.recent = collections.deque(self.state.recent_scores or [], maxlen=100)
         save = cfg.checkpoint.save_replay
         self.save_replay = (self.learner.replay_nbytes() < SAVE_REPLAY_LIMIT) if save is None \
@@ -111,16 +125,28 @@ class Runner:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def checkpoint(self, name: str = "last.pt", *, include_replay: bool | None = None) -> Path:
-        """Write ``checkpoints/<name>`` atomically."""
+    def checkpoint(self, name: str = "last.pt", *, include_replay: bool | None = None,
+                   all_ranks: bool = True) -> Path:
+        """Write ``checkpoints/<name>`` atomically (rank 0 writes; with ``all_ranks``, which every
+        rank must then call together, the other ranks' own states go in too, for resume)."""
         include = self.save_replay if include_replay is None else include_replay
         self.state.recent_scores = list(self.recent)
-        return save_checkpoint(self.ckpt_dir / name, {
+        learner, rng = self.learner.state_dict(include_replay=include), rng_state()
+        ranks = None
+        if all_ranks and self.dist.is_distributed:
+            mine = None if self.dist.is_main else {"learner": learner, "rng": rng}
+            ranks = (self.dist.gather_objects(mine) or [None])[1:]
+        path = self.ckpt_dir / name
+        if not self.dist.is_main:
+            return path
+        return save_checkpoint(path, {
             "format": CHECKPOINT_FORMAT,
             "config": config_to_dict(self.cfg),
-            "learner": self.learner.state_dict(include_replay=include),
+            "learner": learner,
             "runner": vars(self.state).copy(),
-            "rng": rng_state(),
+            "rng": rng,
+            "world_size": self.dist.world_size,
+            "ranks": ranks,
         })
 
     def evaluate(self) -> float:
@@ -140,7 +166,7 @@ class Runner:
                             step, prefix="eval/")
         if summary["mean"] > self.state.best_score:
             self.state.best_score = summary["mean"]
-            self.checkpoint("best.pt", include_replay=False)
+            self.checkpoint("best.pt", include_replay=False, all_ranks=False)
         target = self.cfg.train.target_score
         if target is not None and summary["mean"] >= target:
             self._target_reached = True
@@ -151,6 +177,10 @@ class Runner:
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._stop_signal = signum
 
+    def _should_stop(self) -> bool:
+        """A signal or the target score, seen by any rank, stops every rank at the same step."""
+        return self.dist.any_true(self._stop_signal is not None or self._target_reached)
+
     def run(self) -> int:
         """Train to the budget (or a signal), checkpoint, and return the exit code (0)."""
         cfg, learner, state = self.cfg, self.learner, self.state
@@ -158,12 +188,12 @@ class Runner:
         handlers = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=total, initial=min(learner.env_steps, total), unit="step",
-                   disable=not cfg.train.progress, dynamic_ncols=True, smoothing=0.05)
+                   disable=not (cfg.train.progress and self.dist.is_main), dynamic_ncols=True,
+                   smoothing=0.05)
         start, shown = time.perf_counter() - state.elapsed, learner.env_steps
         sps_clock, sps_steps, last_bar = time.perf_counter(), learner.env_steps, 0.0
         try:
-            while (learner.env_steps < total and self._stop_signal is None
-                   and not self._target_reached):
+            while learner.env_steps < total and not self._should_stop():
                 scalars = learner.train_iteration()
                 step = learner.env_steps
                 for episode in learner.pop_episodes():
@@ -177,7 +207,8 @@ class Runner:
                     sps_clock, sps_steps = now, step
                 if cfg.train.eval_every and step >= state.next_eval:
                     state.next_eval += cfg.train.eval_every
-                    self.evaluate()
+                    if self.dist.is_main:  # the other ranks wait at their next all-reduce
+                        self.evaluate()
                 if cfg.checkpoint.every and step >= state.next_checkpoint:
                     state.next_checkpoint += cfg.checkpoint.every
                     state.elapsed = time.perf_counter() - start
@@ -198,6 +229,9 @@ class Runner:
                 signal.signal(sig, handler)
             self.logger.close()
             learner.close()
+            self.dist.close()
+        if not self.dist.is_main:
+            return 0
         if self._target_reached:
             print(f"rlkit: evaluation reached train.target_score={cfg.train.target_score} at "
                   f"step {learner.env_steps}; stopped early (best.pt holds that policy)")
@@ -217,11 +251,24 @@ def start_run(config_path: str | Path, overrides: list[str], run_dir: str | Path
               ) -> Runner:
     """A new run from a YAML config; refuses a run directory that already has a checkpoint."""
     cfg = load_config(config_path, overrides)
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config_path)
-    if (run_dir / "checkpoints" / "last.pt").exists():
-        raise RunError(f"run directory {run_dir} already holds a checkpoint; continue it with "
-                       f"--resume {run_dir} or pick another --run-dir")
-    return Runner(cfg, run_dir)
+    dist = init_distributed(cfg.train.device)  # one rank of torchrun's job, or a plain process
+    if run_dir is None:  # rank 0's clock names the run for every rank
+        run_dir = dist.broadcast_object(str(default_run_dir(config_path)))
+    run_dir = Path(run_dir)
+    return _runner(cfg, run_dir, dist, None)
+
+
+def _runner(cfg: Config, run_dir: Path, dist: DistributedContext,
+            resume: dict[str, Any] | None) -> Runner:
+    """Build the runner; a failure (e.g. a world-size mismatch) still closes the process group."""
+    try:
+        if resume is None and (run_dir / "checkpoints" / "last.pt").exists():
+            raise RunError(f"run directory {run_dir} already holds a checkpoint; continue it "
+                           f"with --resume {run_dir} or pick another --run-dir")
+        return Runner(cfg, run_dir, resume=resume, dist=dist)
+    except BaseException:
+        dist.close()
+        raise
 
 
 def resume_run(run_dir: str | Path, overrides: list[str]) -> Runner:
@@ -236,4 +283,4 @@ def resume_run(run_dir: str | Path, overrides: list[str]) -> Runner:
                        "start a new run with rlkit train CONFIG")
     ckpt, _ = read_checkpoint(last)
     cfg = load_config(run_dir / "config.yaml", overrides)
-    return Runner(cfg, run_dir, resume=ckpt)
+    return _runner(cfg, run_dir, init_distributed(cfg.train.device), ckpt)
