@@ -9,11 +9,14 @@ an untimed warm-up that fills the buffer, and reports agent steps per second. Se
 * ``paac``: ``agents.paac.PAACLearner`` (configs/pong_paac.yaml) vs ``stable_baselines3.A2C``
   with 16 and 32 envs, n_steps 5, the same Nature CNN; plus the NIPS CNN and learner-only
   updates/s (``--steps`` is the timed agent steps per measurement).
+* ``distributed`` (``--nproc N``): PAAC on Pong, 16 envs per rank, with 1 and with N gloo ranks
+  on this CPU; global frames/s and scaling efficiency (``scripts/bench_distributed.py``).
 
 Add a section by writing ``bench_<name>(args) -> dict`` and one entry in ``SECTIONS``.
 
     python scripts/bench_train.py                      # every section, CPU
     python scripts/bench_train.py --only dqn --steps 2000 --device cuda
+    python scripts/bench_train.py --nproc 2              # data-parallel scaling only
 
 Prints one JSON object (and writes it to ``--json PATH`` if given). Needs the ``bench`` extra.
 """
@@ -216,9 +219,19 @@ def bench_paac(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def bench_distributed(args: argparse.Namespace) -> dict[str, Any]:
+    from bench_distributed import scaling  # scripts/ is on sys.path when run as a script
+
+    envs_per_rank = 16
+    return scaling(argparse.Namespace(
+        nproc=args.nproc or 2, env="pong", envs_per_rank=envs_per_rank, warmup=5,
+        iterations=max(1, args.steps // (5 * envs_per_rank))))
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "dqn": bench_dqn,
     "paac": bench_paac,
+    "distributed": bench_distributed,
 }
 
 
@@ -234,13 +247,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (both libraries)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--nproc", type=int,
+                        help="run the 'distributed' section with N ranks (default sections: all "
+                             "but 'distributed')")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     result: dict[str, Any] = {
         "machine": {"cpu": platform.processor() or platform.machine(), "device": args.device,
                     "torch_threads": args.threads, "torch": torch.__version__},
     }
-    for name in args.only or list(SECTIONS):
+    default = ["distributed"] if args.nproc else [n for n in SECTIONS if n != "distributed"]
+    for name in args.only or default:
         result[name] = SECTIONS[name](args)
     text = json.dumps(result, indent=2)
     print(text)
