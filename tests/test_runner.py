@@ -87,18 +87,19 @@ def test_pong_smoke_train_resume_evaluate(tmp_path, capsys):
     """A few thousand Pong steps with a tiny buffer, resumed, then one capped evaluation game."""
     run = tmp_path / "pong"
     tiny = ["--set", "train.progress=false", "--set", "agent.buffer_size=2000",
-            "--set", "agent.learning_starts=500", "--set", "agent.batch_size=8",
+            "--set", "agent.learning_starts=600", "--set", "agent.batch_size=8",
+            "--set", "agent.train_freq=8",
             "--set", "agent.target_update_interval=50", "--set", "train.log_every=500",
-            "--set", "checkpoint.every=1000", "--set", "env.max_episode_frames=2000",
+            "--set", "checkpoint.every=1000", "--set", "env.max_episode_frames=1000",
             "--set", "train.threads=1", "--set", "env.backend=sync"]
-    assert main(["train", PONG, "--run-dir", str(run), "--steps", "1500", *tiny]) == 0
+    assert main(["train", PONG, "--run-dir", str(run), "--steps", "1200", *tiny]) == 0
     first = load_checkpoint(run / "checkpoints" / "last.pt")
-    assert first["learner"]["env_steps"] == 1500
+    assert first["learner"]["env_steps"] == 1200
     assert first["learner"]["replay"] is not None  # 2000-transition buffer: saved (auto)
-    assert main(["train", "--resume", str(run), "--steps", "2500"]) == 0
+    assert main(["train", "--resume", str(run), "--steps", "1800"]) == 0
     second = load_checkpoint(run / "checkpoints" / "last.pt")
-    assert second["learner"]["env_steps"] == 2500
-    assert second["learner"]["update"]["updates"] == (2500 - 500) // 4 + 1
+    assert second["learner"]["env_steps"] == 1800
+    assert second["learner"]["update"]["updates"] == (1800 - 600) // 8 + 1
     capsys.readouterr()
     out_json = tmp_path / "eval.json"
     video = tmp_path / "video"
