@@ -194,6 +194,19 @@ def test_killed_worker_raises_naming_its_envs_and_close_frees_everything() -> No
         SharedMemory(name=name)
 
 
+def test_worker_dead_before_the_next_command_is_named_not_a_broken_pipe() -> None:
+    # Waiting for the killed worker to be reaped closes its pipe first, so the next step's send
+    # fails; that must still be reported as the dead worker (it was a bare BrokenPipeError).
+    vec = make_vector_env("CartPole-v1", 4, backend="async", num_workers=2, seed=0)
+    vec.reset()
+    os.kill(vec.worker_pids[1], signal.SIGKILL)
+    vec._procs[1].join(timeout=5.0)
+    for _ in range(3):  # the pipe may take a moment to report the closed end
+        with pytest.raises(WorkerError, match=r"worker 1 .* envs 2\.\.3 died|unusable"):
+            vec.step(np.zeros(4, dtype=np.int64))
+    vec.close()
+
+
 def test_env_exception_names_the_env_index() -> None:
     vec = make_vector_env("CartPole-v1", 4, backend="async", num_workers=2, seed=0)
     vec.reset()

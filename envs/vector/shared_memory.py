@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.shared_memory import SharedMemory
-from typing import Any
+from typing import Any, NoReturn
 
 import cv2
 import gymnasium as gym
@@ -215,7 +215,6 @@ class SharedMemoryVectorEnv(VectorEnv):
     def _receive(self, w: int, expected: str = "ok") -> Any:
         """Wait for worker ``w``'s reply, or raise WorkerError as soon as it dies."""
         conn, proc = self._conns[w], self._procs[w]
-        lo, hi = self._ranges[w]
         while True:
             ready = wait([conn, proc.sentinel])
             if conn in ready:
@@ -233,6 +232,11 @@ class SharedMemoryVectorEnv(VectorEnv):
             index, trace = payload
             self._broken = f"env {index} raised"
             raise WorkerError(f"env {index} (async worker {w}) raised:\n{trace}")
+        self._raise_dead(w)
+
+    def _raise_dead(self, w: int) -> NoReturn:
+        """Mark this vector env unusable and raise WorkerError naming worker ``w``'s envs."""
+        proc, (lo, hi) = self._procs[w], self._ranges[w]
         proc.join(timeout=1.0)
         self._broken = f"worker {w} died"
         raise WorkerError(
@@ -241,11 +245,19 @@ class SharedMemoryVectorEnv(VectorEnv):
             "close this vector env and make a new one"
         )
 
+    def _send(self, w: int, message: tuple[str, Any]) -> None:
+        """Send a command to worker ``w``. A worker killed since the last step closes its pipe,
+        so the send itself fails: report that as the dead worker, not as a bare pipe error."""
+        try:
+            self._conns[w].send(message)
+        except (BrokenPipeError, ConnectionResetError):
+            self._raise_dead(w)
+
     def _broadcast(self, command: str, payload: Any = None) -> list[Any]:
         if self._broken is not None:
             raise WorkerError(f"this vector env is unusable ({self._broken}); make a new one")
-        for conn in self._conns:
-            conn.send((command, payload))
+        for w in range(len(self._conns)):
+            self._send(w, (command, payload))
         return [self._receive(w) for w in range(len(self._conns))]
 
     def reset(
@@ -255,8 +267,8 @@ class SharedMemoryVectorEnv(VectorEnv):
         seeds = seeds_for(seed, self.num_envs)
         if self._broken is not None:
             raise WorkerError(f"this vector env is unusable ({self._broken}); make a new one")
-        for (lo, hi), conn in zip(self._ranges, self._conns, strict=True):
-            conn.send(("reset", (seeds[lo:hi], options)))
+        for w, (lo, hi) in enumerate(self._ranges):
+            self._send(w, ("reset", (seeds[lo:hi], options)))
         infos = [info for w in range(len(self._conns)) for info in self._receive(w)]
         return self._views["obs"].copy(), stack_infos(infos)
 
