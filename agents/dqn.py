@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from agents.algo_configs import DQNConfig
-from agents.environments import make_train_envs, restore_vector_env, snapshot_vector_env
+from agents.environments import capture_env_stream, make_train_envs, resume_env_stream
 from agents.episodes import Episode, EpisodeTracker
 from agents.networks import build_encoder
 from envs import is_atari
@@ -360,11 +360,7 @@ class DQNLearner:
             "next_log": self.next_log,
             "rng": self.rng.bit_generator.state,
             "eval_rng": self.eval_rng.bit_generator.state,
-            "obs": np.array(self.obs, copy=True),
-            "autoreset": self.autoreset.copy(),
-            "tracker": {"scores": self.tracker.scores.copy(),
-                        "lengths": self.tracker.lengths.copy()},
-            "envs": snapshot_vector_env(self.envs),
+            **capture_env_stream(self.envs, self.obs, self.autoreset, self.tracker),
             "replay": self.replay.state_dict() if include_replay else None,
         }
 
@@ -383,16 +379,9 @@ class DQNLearner:
             self.replay.load_state_dict(state["replay"])
         else:
             self.next_round = max(self.next_round, self.env_steps + self.agent.learning_starts)
-        if restore_vector_env(self.envs, state.get("envs")):
-            self.obs = state["obs"]
-            self.autoreset = state["autoreset"]
-            self.tracker.scores[:] = state["tracker"]["scores"]
-            self.tracker.lengths[:] = state["tracker"]["lengths"]
-        else:
-            # Emulators do not pickle: start new games (seeded by the step count, so reproducible).
-            self.obs, _ = self.envs.reset(
-                seed=self.dist.env_seed(self.cfg.train.seed + self.env_steps, self.num_envs))
-            self.autoreset = np.zeros(self.num_envs, dtype=bool)
+        self.obs, self.autoreset = resume_env_stream(
+            self.envs, state, self.tracker,
+            self.dist.env_seed(self.cfg.train.seed + self.env_steps, self.num_envs))
         self._reset_accumulators()
 
     def replay_nbytes(self) -> int:

@@ -11,9 +11,11 @@ import pickle
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 import envs
 from agents.config import EnvConfig
+from agents.episodes import EpisodeTracker
 
 EVAL_NOOP_MAX = 30
 """No-op starts of the evaluation protocol (Mnih et al. 2015: up to 30 random no-ops)."""
@@ -76,3 +78,32 @@ def restore_vector_env(vec: gym.vector.VectorEnv, blob: bytes | None) -> bool:
         env.close()
     vars(vec).update(state)
     return True
+
+
+def capture_env_stream(
+    vec: gym.vector.VectorEnv, obs: np.ndarray, autoreset: np.ndarray, tracker: EpisodeTracker
+) -> dict[str, Any]:
+    """What a learner needs to continue its env stream exactly: the envs (when they pickle), the
+    current observations, the NEXT_STEP autoreset flags and the scores of games in progress."""
+    return {
+        "obs": np.array(obs, copy=True),
+        "autoreset": np.array(autoreset, dtype=bool, copy=True),
+        "tracker": tracker.state_dict(),
+        "envs": snapshot_vector_env(vec),
+    }
+
+
+def resume_env_stream(
+    vec: gym.vector.VectorEnv,
+    state: dict[str, Any],
+    tracker: EpisodeTracker,
+    reset_seed: int | list[int] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Restore ``capture_env_stream``'s state into ``vec`` and ``tracker``; returns ``(obs,
+    autoreset)``. Emulators do not pickle: they start new games seeded with ``reset_seed``
+    (derive it from the step count so a resumed run is reproducible)."""
+    if restore_vector_env(vec, state.get("envs")):
+        tracker.load_state_dict(state["tracker"])
+        return np.asarray(state["obs"]), np.array(state["autoreset"], dtype=bool, copy=True)
+    obs, _ = vec.reset(seed=reset_seed)
+    return obs, np.zeros(vec.num_envs, dtype=bool)

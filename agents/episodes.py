@@ -59,6 +59,14 @@ class EpisodeTracker:
             self.scores[i] = 0.0
             self.lengths[i] = 0
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Scores and lengths of the games in progress (finished ones are popped, not saved)."""
+        return {"scores": self.scores.copy(), "lengths": self.lengths.copy()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.scores[:] = state["scores"]
+        self.lengths[:] = state["lengths"]
+
     def pop(self) -> list[Episode]:
         """Games finished since the last call."""
         finished, self._finished = self._finished, []

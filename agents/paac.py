@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from agents.algo_configs import PAACConfig
-from agents.environments import make_train_envs, restore_vector_env, snapshot_vector_env
+from agents.environments import capture_env_stream, make_train_envs, resume_env_stream
 from agents.episodes import Episode, EpisodeTracker
 from agents.networks import build_encoder
 from rlkit.distributed import DistributedContext
@@ -419,11 +419,7 @@ class PAACLearner:
             "next_log": self.next_log,
             "generator": self.generator.get_state(),
             "eval_generator": self.eval_generator.get_state(),
-            "obs": self.obs.cpu().numpy(),
-            "autoreset": self.autoreset.copy(),
-            "tracker": {"scores": self.tracker.scores.copy(),
-                        "lengths": self.tracker.lengths.copy()},
-            "envs": snapshot_vector_env(self.envs),
+            **capture_env_stream(self.envs, self.obs.cpu().numpy(), self.autoreset, self.tracker),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -438,17 +434,10 @@ class PAACLearner:
             self.generator.manual_seed(self.cfg.train.seed + self.env_steps)
             self.eval_generator.manual_seed(self.cfg.train.seed + self.env_steps + 1)
         self.tracker = EpisodeTracker(self.num_envs)
-        if restore_vector_env(self.envs, state.get("envs")):
-            self.obs = self._to_device(state["obs"])
-            self.autoreset = np.asarray(state["autoreset"], dtype=bool).copy()
-            self.tracker.scores[:] = state["tracker"]["scores"]
-            self.tracker.lengths[:] = state["tracker"]["lengths"]
-        else:
-            # Emulators do not pickle: start new games (seeded by the step count, so reproducible).
-            obs, _ = self.envs.reset(
-                seed=self.dist.env_seed(self.cfg.train.seed + self.env_steps, self.num_envs))
-            self.obs = self._to_device(obs)
-            self.autoreset = np.zeros(self.num_envs, dtype=bool)
+        obs, self.autoreset = resume_env_stream(
+            self.envs, state, self.tracker,
+            self.dist.env_seed(self.cfg.train.seed + self.env_steps, self.num_envs))
+        self.obs = self._to_device(obs)
         self._reset_accumulators()
 
     def replay_nbytes(self) -> int:
