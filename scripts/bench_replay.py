@@ -11,7 +11,9 @@ background load hits both sides alike.
    would need 28 GB) are filled side by side with ``--fill`` transitions, each ``add`` timed;
    then ``sample(32)`` and ``sample(256)`` are timed in interleaved bursts.
 2. SB3 is freed; rlkit ``PrioritizedReplayBuffer`` at ``--capacity`` gets the same fill, and
-   ``sample(32) + update_priorities(32)`` is timed against the uniform buffer's ``sample(32)``.
+   ``sample(32) + update_priorities(32)`` is timed against uniform ``sample(32)`` of the same
+   storage (``ReplayBuffer.sample`` called on the prioritised buffer) and, for reference, of
+   the uniform buffer.
 3. PER is freed; the uniform buffer keeps adding until its ring has wrapped (every page of the
    1M buffer touched) and sampling is timed again at full size.
 
@@ -151,7 +153,14 @@ def phase_per(ours: ReplayBuffer, fill: int, capacity: int) -> dict:
         per.update_priorities(batch.indices, rng.random(32))
 
     rates = interleaved_rates(
-        {"per_sample32_update32": per_step, "uniform_sample32": lambda: ours.sample(32)}
+        {
+            "per_sample32_update32": per_step,
+            # Uniform sampling of the very same storage: the reference the ratio uses, because
+            # two 7 GB buffers land on different pages and their frame gathers (the bulk of a
+            # sample) differ by up to ~10% for that reason alone.
+            "uniform_sample32_same_storage": lambda: ReplayBuffer.sample(per, 32),
+            "uniform_sample32": lambda: ours.sample(32),
+        }
     )
     return {
         "per_bytes_per_transition": per.nbytes / capacity,
@@ -211,6 +220,8 @@ def main() -> None:
             "sample32_vs_sb3": vs_sb3["rlkit_sample32_per_s"] / vs_sb3["sb3_sample32_per_s"],
             "sample256_vs_sb3": vs_sb3["rlkit_sample256_per_s"] / vs_sb3["sb3_sample256_per_s"],
             "per_step_vs_uniform_sample32": per["per_sample32_update32_per_s"]
+            / per["uniform_sample32_same_storage_per_s"],
+            "per_step_vs_uniform_sample32_other_buffer": per["per_sample32_update32_per_s"]
             / per["uniform_sample32_per_s"],
         },
         "targets": {

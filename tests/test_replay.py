@@ -508,6 +508,33 @@ def test_overwritten_or_incomplete_transitions_keep_zero_priority_mass() -> None
         empty.sample(2)
 
 
+def test_update_right_after_sample_equals_the_checked_update_and_sees_adds_in_between() -> None:
+    # update_priorities(batch.indices) straight after sample() skips its checks; it must leave
+    # exactly the tree that the fully checked path (a copy of the indices) leaves.
+    fast, checked = vector_per(64, 40, alpha=0.6), vector_per(64, 40, alpha=0.6)
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        batch, twin = fast.sample(16), checked.sample(16)
+        np.testing.assert_array_equal(batch.indices, twin.indices)
+        priorities = rng.uniform(0.1, 3.0, 16)
+        fast.update_priorities(batch.indices, priorities)
+        checked.update_priorities(twin.indices.copy(), priorities)
+    np.testing.assert_array_equal(
+        fast.state_dict()["priorities"], checked.state_dict()["priorities"]
+    )
+    with pytest.raises(ValueError, match="read-only"):
+        batch.indices[0] = 1  # the indices cannot change behind the buffer's back
+    # An add between sample and update may overwrite a drawn slot: it must keep zero mass.
+    buf = PrioritizedReplayBuffer(3, (1,), obs_dtype=np.float32, n_step=3, seed=0)
+    for t in range(3):
+        buf.add(o(t), t, 1.0, o(t + 1), False, False)
+    batch = buf.sample(4)
+    assert batch.indices.tolist() == [0] * 4
+    buf.add(o(3), 3, 1.0, o(4), False, False)  # slot 0 now holds t=3, window incomplete
+    buf.update_priorities(batch.indices, np.full(4, 100.0))
+    assert set(buf.sample(50).indices.tolist()) == {1}
+
+
 # ---------------------------------------------------------------------------- state_dict
 @pytest.mark.parametrize("cls", [ReplayBuffer, PrioritizedReplayBuffer], ids=["uniform", "per"])
 def test_state_dict_round_trip_mid_stream_gives_identical_samples(cls: type) -> None:

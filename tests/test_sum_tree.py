@@ -75,12 +75,31 @@ def test_zero_mass_leaves_are_never_returned_even_at_the_total() -> None:
     assert got[0] == 3 and got[1] == 3 and got[2] == 3 and got[3] == 0
 
 
+@pytest.mark.parametrize("capacity", [40_000, 1_000_000])
+def test_search_past_a_nodes_end_returns_its_last_positive_leaf_at_every_depth(
+    capacity: int,
+) -> None:
+    # Levels below the top: 1 at 40,000 leaves, 2 at 1M. v == total runs past every node on the
+    # right edge, whose last children are empty or padding; the answer is the last positive
+    # leaf. Values that are powers of two keep every sum exact.
+    tree = SumTree(capacity)
+    idx = np.array([5, 1_100, 30_000, 30_001, 30_031])
+    tree.set(idx, np.array([1.0, 2.0, 4.0, 0.0, 0.0]))
+    got = tree.find_prefix(np.array([0.0, 0.5, 1.0, 2.5, 3.0, 6.5, 7.0]))
+    np.testing.assert_array_equal(got, [5, 5, 1_100, 1_100, 30_000, 30_000, 30_000])
+    leaves, values = tree.stratified(64, np.random.default_rng(0))
+    assert set(leaves.tolist()) <= {5, 1_100, 30_000}
+    np.testing.assert_array_equal(values, tree.get(leaves))
+    assert tree.stratified(4, np.random.default_rng(0)) is not None
+    assert SumTree(capacity).stratified(4, np.random.default_rng(0)) is None  # no mass
+
+
 def test_float64_keeps_mass_at_a_million_leaves() -> None:
     tree = SumTree(1_000_000)
     tree.set(np.arange(1_000_000), np.full(1_000_000, 1e-3))
     tree.set(np.array([123_456]), np.array([1e-9]))
     assert tree.total == pytest.approx(1000.0 - 1e-3 + 1e-9, rel=1e-12)
-    assert [lv.size for lv in tree.levels] == [977, 31_264, 1_000_000]  # padded to 32s
+    assert [lv.size for lv in tree.levels] == [977, 31_264, 1_000_448]  # a full row per node
     assert tree.nbytes <= 8.3 * 1_000_000  # one float64 per leaf plus about 3% of nodes
 
 

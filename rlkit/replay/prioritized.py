@@ -52,6 +52,13 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.eps = float(eps)
         self._tree = SumTree(_as_int(capacity, "capacity", 1))
         self._max_priority = 1.0
+        # p >= eps, so p**alpha can only reach 0 when eps**alpha underflows (a huge alpha).
+        self._mass_can_underflow = not self.eps**self.alpha >= 4 * _MIN_MASS
+        # The learner's usual call, update_priorities(batch.indices) right after sample() with
+        # no add in between, needs neither the range check nor the liveness mask: every slot
+        # sample() returns is in range and has mass, and only add() takes mass away.
+        self._adds = 0
+        self._last_drawn: tuple[np.ndarray | None, int] = (None, -1)
         super().__init__(capacity, obs_shape, **kwargs)
 
     def _extra_nbytes(self) -> int:
@@ -67,6 +74,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         truncated: np.ndarray | bool,
     ) -> None:
         """As ``ReplayBuffer.add``; transitions that become sampleable get the max priority."""
+        self._adds += 1
         before = [self._env_range(e) for e in range(self.num_envs)]
         super().add(obs, action, reward, next_obs, terminated, truncated)
         gone: list[int] = []
@@ -89,17 +97,18 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         beta = self.beta if beta is None else float(beta)
         if not beta >= 0.0:
             raise ValueError(f"beta must be >= 0, got {beta}")
-        total = self._tree.total
-        if total <= 0.0:
+        drawn = self._tree.stratified(batch_size, self._rng)
+        if drawn is None:
             raise ValueError(self._empty_message())
-        targets = (np.arange(batch_size) + self._rng.random(batch_size)) * (total / batch_size)
-        slots = self._tree.find_prefix(targets)
+        slots, mass = drawn
         env, j = self._locate(slots)
         # (N P_i)**-beta / max_j (N P_j)**-beta == (m_i / min_j m_j)**-beta with m = p**alpha:
         # N and the total cancel, which saves work on the hot path.
-        mass = self._tree.leaves.take(slots)
-        weights = (mass / np.minimum.reduce(mass)) ** -beta
-        return self._gather(env, j, weights.astype(np.float32))
+        mass /= mass.min()
+        batch = self._gather(env, j, (mass**-beta).astype(np.float32))
+        batch.indices.flags.writeable = False  # so that the check in update_priorities holds
+        self._last_drawn = (batch.indices, self._adds)
+        return batch
 
     def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
         """Set ``p_i = |priority| + eps`` for the sampled ``indices`` (the last of duplicates
@@ -115,19 +124,23 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             return
         p = np.abs(pri)
         p += self.eps
-        largest = float(np.maximum.reduce(p))  # NaN and inf propagate into the maximum
+        largest = float(p.max())  # NaN and inf propagate into the maximum
         if not math.isfinite(largest):
             raise ValueError("update_priorities got a non-finite priority (NaN or inf TD error)")
-        if np.minimum.reduce(idx) < 0 or np.maximum.reduce(idx) >= self.capacity:
+        just_drawn = indices is self._last_drawn[0] and self._adds == self._last_drawn[1]
+        # Viewed as unsigned, a negative index is huge: one reduction checks both bounds.
+        if not just_drawn and idx.view(np.uint64).max() >= self.capacity:
             raise ValueError(
                 f"update_priorities index out of range [0, {self.capacity}): pass Batch.indices"
             )
         self._max_priority = max(self._max_priority, largest)
-        mass = p**self.alpha
-        np.maximum(mass, _MIN_MASS, out=mass)
-        # Invariant: a slot has mass exactly when it is sampleable, so a slot that was
-        # overwritten or lost its frames since it was drawn is set to (stays at) zero.
-        mass *= self._tree.leaves.take(idx) > 0.0
+        mass = np.power(p, self.alpha, out=p)
+        if self._mass_can_underflow:
+            np.maximum(mass, _MIN_MASS, out=mass)
+        if not just_drawn:
+            # Invariant: a slot has mass exactly when it is sampleable, so a slot that was
+            # overwritten or lost its frames since it was drawn is set to (stays at) zero.
+            np.multiply(mass, self._tree.leaves.take(idx) > 0.0, out=mass)
         self._tree.assign(idx, mass)
 
     def _locate(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,6 +163,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         super().load_state_dict(state)
         self._tree.tree[:] = state["priorities"]
         self._max_priority = float(state["max_priority"])
+        self._last_drawn = (None, -1)
 
     def _config(self) -> dict[str, Any]:
         return {**super()._config(), "alpha": self.alpha}
