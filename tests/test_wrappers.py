@@ -168,6 +168,41 @@ def test_frame_skip_sums_rewards_and_pools_the_last_two_frames() -> None:
     assert rewarded > 0, "the oracle must have seen rewards to check their sum"
 
 
+@pytest.mark.parametrize(
+    ("game", "how_episodes_end"), [("ALE/Pong-v5", "truncated"), ("ALE/Breakout-v5", "terminated")]
+)
+def test_frame_skip_on_the_emulator_matches_the_env_step_path(
+    game: str, how_episodes_end: str
+) -> None:
+    # FrameSkip plays frames on the emulator itself when only pass-through wrappers sit below
+    # it; a plain gym.Wrapper in between forces the env.step path. Sticky actions, game overs
+    # and a frame cap that falls inside an agent step must all come out the same.
+    def stack(force_env_step: bool) -> FrameSkip:
+        base = gym.make(game, frameskip=1, repeat_action_probability=0.25, obs_type="grayscale")
+        below: gym.Env = FrameLimit(base, 1_498)  # 1,498 is not a multiple of the skip
+        return FrameSkip(gym.Wrapper(below) if force_env_step else below, 4)
+
+    fast, slow = stack(False), stack(True)
+    assert fast._emulator is not None and slow._emulator is None
+    rng = np.random.default_rng(0)
+    ends = {"terminated": 0, "truncated": 0}
+    for episode in range(4):
+        assert np.array_equal(fast.reset(seed=episode)[0], slow.reset(seed=episode)[0])
+        while True:
+            action = int(rng.integers(fast.action_space.n))
+            got, want = fast.step(action), slow.step(action)
+            np.testing.assert_array_equal(got[0], want[0])
+            assert got[1:] == want[1:]
+            assert type(got[1]) is float and type(got[4]["game_over"]) is bool
+            if got[2] or got[3]:
+                ends["terminated" if got[2] else "truncated"] += 1
+                break
+    assert ends[how_episodes_end] > 0
+    fresh = FrameSkip(FrameLimit(gym.make(game, frameskip=1)), 4)
+    with pytest.raises(gym.error.ResetNeeded):
+        fresh.step(0)  # gymnasium's reset-first check still applies
+
+
 def test_fire_reset_presses_fire_only_in_games_with_fire() -> None:
     breakout = ActionLog(ale_env("ALE/Breakout-v5"))
     env = FireReset(breakout)
