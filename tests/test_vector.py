@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 from multiprocessing.shared_memory import SharedMemory
 
@@ -223,3 +226,29 @@ def test_close_stops_workers_and_unlinks_shared_memory() -> None:
     assert not any(p.is_alive() for p in procs)
     with pytest.raises(FileNotFoundError):
         SharedMemory(name=name)
+
+
+def test_fork_started_workers_leave_the_block_to_the_main_process(tmp_path) -> None:
+    # Workers started by fork used to start resource trackers of their own, which unlinked the
+    # block behind the main process's back and warned of leaks when the workers exited.
+    script = tmp_path / "fork_workers.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import functools
+            from envs import make_env
+            from envs.vector import SharedMemoryVectorEnv
+            if __name__ == "__main__":
+                fns = [functools.partial(make_env, "CartPole-v1", seed=i) for i in range(4)]
+                vec = SharedMemoryVectorEnv(fns, num_workers=2, context="fork")
+                vec.reset(seed=0)
+                for _ in range(5):
+                    vec.step([0, 1, 0, 1])
+                vec.close()
+                print("closed")
+            """
+        )
+    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "closed", run.stderr
+    assert "leaked" not in run.stderr and "No such file" not in run.stderr, run.stderr

@@ -22,9 +22,11 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any, NoReturn
@@ -81,9 +83,18 @@ def _plan(num_envs: int, obs_space: gym.Space, act_space: gym.Space) -> tuple[li
 
 
 def _attach(name: str) -> SharedMemory:
-    """Open the main process's block. Workers share the main process's resource tracker, so
-    attaching adds nothing for it to clean up; the main process alone unlinks the block."""
-    return SharedMemory(name=name)
+    """Open the main process's block without registering it with a resource tracker: the main
+    process alone owns and unlinks it. Before Python 3.13 attaching always registers, and a
+    worker started by ``fork`` starts a tracker of its own, which would unlink the block (or
+    warn of a leak) when the worker exits (CPython gh-82300)."""
+    if sys.version_info >= (3, 13):
+        return SharedMemory(name=name, track=False)  # type: ignore[call-arg]
+    register = resource_tracker.register
+    resource_tracker.register = lambda *args, **kwargs: None  # no other thread here uses it
+    try:
+        return SharedMemory(name=name)
+    finally:
+        resource_tracker.register = register
 
 
 def _worker(conn: Connection, env_fns: Sequence[Callable[[], gym.Env]], start: int) -> None:
