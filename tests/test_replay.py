@@ -224,12 +224,23 @@ def make_setup(
     return buf, ref, streams
 
 
-def add_step(buf: ReplayBuffer, ref: ReferenceReplay, streams: list[EnvStream]) -> None:
+# How a caller passes one step: "arrays": numpy arrays, with the leading env axis only when
+# num_envs > 1; with num_envs=1 also "python": Python int/float/bool scalars as a single-env loop
+# passes them, and "leading-axis": arrays with the optional leading axis of size 1.
+INPUT_FORMS = ("arrays", "python", "leading-axis")
+
+
+def add_step(
+    buf: ReplayBuffer, ref: ReferenceReplay, streams: list[EnvStream], form: str = "arrays"
+) -> None:
     steps = [s.step() for s in streams]
 
-    def field(name: str) -> np.ndarray:
+    def field(name: str) -> object:
+        if form == "python":
+            (step,) = steps
+            return getattr(step, name)
         values = np.stack([np.asarray(getattr(s, name)) for s in steps])
-        return values if len(steps) > 1 else values[0]  # num_envs=1: no leading axis
+        return values if len(steps) > 1 or form == "leading-axis" else values[0]
 
     buf.add(
         field("obs"),
@@ -277,12 +288,19 @@ STREAM_CASES = {
     "vector-n3-3env": (45, 3, 3, 1, (3,), np.float32, False, 0.03),
     "stack4-n3-tight-frame-ring": (50, 2, 3, 4, (32, 40), np.uint8, True, 0.03),
     "stack2-n2-1env": (25, 1, 2, 2, (4, 3), np.uint8, False, 0.05),
+    "vector-n2-1env": (20, 1, 2, 1, (3,), np.float32, True, 0.05),
 }
+# Every case with numpy arrays; single-env cases also with the other input forms.
+STREAM_RUNS = [
+    (case, form)
+    for case, spec in STREAM_CASES.items()
+    for form in (INPUT_FORMS if spec[1] == 1 else INPUT_FORMS[:1])
+]
 
 
 @pytest.mark.parametrize("cls", [ReplayBuffer, PrioritizedReplayBuffer], ids=["uniform", "per"])
-@pytest.mark.parametrize("case", list(STREAM_CASES), ids=list(STREAM_CASES))
-def test_every_sampled_field_matches_the_reference(cls: type, case: str) -> None:
+@pytest.mark.parametrize(("case", "form"), STREAM_RUNS, ids=[f"{c}-{f}" for c, f in STREAM_RUNS])
+def test_every_sampled_field_matches_the_reference(cls: type, case: str, form: str) -> None:
     capacity, num_envs, n_step, k, frame_shape, dtype, autoreset, break_prob = STREAM_CASES[case]
     buf, ref, streams = make_setup(
         cls,
@@ -297,7 +315,7 @@ def test_every_sampled_field_matches_the_reference(cls: type, case: str) -> None
     )
     prio_rng = np.random.default_rng(1)
     for t in range(200):  # several wrap-arounds of every env's ring
-        add_step(buf, ref, streams)
+        add_step(buf, ref, streams, form)
         if t % 4 == 0:
             batch = check_sample(buf, ref)
             if batch is not None and cls is PrioritizedReplayBuffer and t % 8 == 0:
@@ -649,3 +667,17 @@ def test_a_rejected_add_leaves_every_env_unchanged() -> None:
         buf.add(obs, [0, 0], [0.0, 0.0], next_obs, [True, True], [False, False])
     np.testing.assert_array_equal(buf.state_dict()["count"], [0, 0])
     np.testing.assert_array_equal(buf.state_dict()["written"], [0, 0])
+
+
+def test_a_rejected_single_env_add_leaves_the_buffer_unchanged() -> None:
+    buf = ReplayBuffer(10, (2, 2, 2), frame_stack=2)
+    obs, next_obs = np.stack([frame(1), frame(2)]), np.stack([frame(2), frame(3)])
+    buf.add(obs, 0, 1.0, next_obs, False, False)
+    before = pickle.dumps(buf.state_dict())
+    with pytest.raises(ValueError, match=r"must equal obs\[1:\].*\(env 0\)"):
+        buf.add(next_obs, 1, 0.5, np.stack([frame(9), frame(4)]), True, False)
+    with pytest.raises(ValueError, match="invalid literal"):
+        buf.add(next_obs, "left", 0.5, np.stack([frame(3), frame(4)]), True, False)
+    with pytest.raises(ValueError, match=r"reward has shape \(2,\), expected \(1,\)"):
+        buf.add(next_obs, 1, [0.5, 1.0], np.stack([frame(3), frame(4)]), True, False)
+    assert pickle.dumps(buf.state_dict()) == before

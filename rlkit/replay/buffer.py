@@ -29,6 +29,7 @@ episode end: the last ``n - 1`` transitions of an episode get shorter windows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,13 @@ from rlkit.replay.memory import warn_if_too_large
 TERMINATED = np.uint8(1)
 TRUNCATED = np.uint8(2)
 STREAM_BREAK = np.uint8(4)  # the env's stream did not continue: end the episode, bootstrap
+
+# Python-int flag bits and dtypes for the per-transition add path (numpy scalars are slow there).
+_TERMINATED, _TRUNCATED = int(TERMINATED), int(TRUNCATED)
+_FLOAT32, _BOOL = np.dtype(np.float32), np.dtype(np.bool_)
+# Python scalar types that ``add`` stores without ``np.asarray``, by storage dtype kind: numpy
+# casts them on assignment exactly as ``np.asarray`` does, and that cast cannot fail.
+_STORED_AS_IS = {bool: "biuf", float: "f"}
 
 _SMALL_STACK_BYTES = 4096
 _HEADROOM_DIVISOR = 72
@@ -138,7 +146,6 @@ class ReplayBuffer:
         k = self.frame_stack
         self._frame_shape = self.obs_shape[1:] if k > 1 else self.obs_shape
         frame_nbytes = int(np.prod(self._frame_shape)) * self.obs_dtype.itemsize
-        self._frame_nbytes = frame_nbytes
         base, rest = divmod(self.capacity, self.num_envs)
         self._env_cap = np.array([base + (e < rest) for e in range(self.num_envs)], np.int64)
         self._env_off = np.concatenate(([0], np.cumsum(self._env_cap)[:-1])).astype(np.int64)
@@ -226,77 +233,108 @@ class ReplayBuffer:
         obs = self._per_env(obs, self.obs_shape, self.obs_dtype, "obs")
         next_obs = self._per_env(next_obs, self.obs_shape, self.obs_dtype, "next_obs")
         action = self._per_env(action, self.action_shape, self.action_dtype, "action")
-        reward = self._per_env(reward, (), np.float32, "reward")
-        terminated = self._per_env(terminated, (), np.bool_, "terminated")
-        truncated = self._per_env(truncated, (), np.bool_, "truncated")
+        reward = self._per_env(reward, (), _FLOAT32, "reward")
+        terminated = self._per_env(terminated, (), _BOOL, "terminated")
+        truncated = self._per_env(truncated, (), _BOOL, "truncated")
         # Check every env before storing anything, so a bad call leaves the buffer unchanged.
-        raw = [(obs[e].tobytes(), next_obs[e].tobytes()) for e in range(self.num_envs)]
-        skip = [
-            self._done[e] and obs_bytes == self._last_next[e]
-            for e, (obs_bytes, _) in enumerate(raw)
-        ]
-        fb = self._frame_nbytes
-        for e, (obs_bytes, next_bytes) in enumerate(raw):
-            if self.frame_stack > 1 and not skip[e] and next_bytes[:-fb] != obs_bytes[fb:]:
-                raise ValueError(
-                    f"next_obs[:-1] must equal obs[1:] for frame_stack={self.frame_stack} "
-                    "(stacks of consecutive frames, oldest first); use frame_stack=1 for other "
-                    f"observations (env {e})"
-                )
-        for e, (obs_bytes, next_bytes) in enumerate(raw):
-            if not skip[e]:  # skipped: NEXT_STEP autoreset, obs is the last episode's final obs
+        checked: Sequence[tuple[bytes, bool] | None]
+        if self.num_envs == 1:  # no per-env list: ~1 us of a ~10 us single-env add
+            checked = (self._check(0, obs[0], next_obs[0]),)
+        else:
+            checked = list(map(self._check, range(self.num_envs), obs, next_obs))
+        for e, step in enumerate(checked):
+            if step is not None:  # None: NEXT_STEP autoreset, obs is the last episode's final obs
                 self._add_one(
                     e,
                     obs[e],
-                    obs_bytes,
                     action[e],
                     reward[e],
                     next_obs[e],
-                    next_bytes,
+                    *step,
                     bool(terminated[e]),
                     bool(truncated[e]),
                 )
 
-    def _per_env(self, x: Any, shape: tuple[int, ...], dtype: np.dtype, name: str) -> np.ndarray:
-        arr = np.asarray(x, dtype=dtype, order="C")
+    def _per_env(
+        self, x: Any, shape: tuple[int, ...], dtype: np.dtype, name: str
+    ) -> np.ndarray | tuple[np.ndarray]:
+        """``x`` as a C-contiguous array of ``dtype`` indexable by env (``x[e]``).
+
+        With one env, a value without the leading axis comes back in a 1-tuple: cheaper to
+        build and to index than a new ``arr[None]`` view, and ``add`` runs once per env step.
+        A Python bool or float that ``_STORED_AS_IS`` allows stays as it is (no 0-d array).
+        """
+        if self.num_envs == 1 and not shape and dtype.kind in _STORED_AS_IS.get(type(x), ""):
+            return (x,)
+        arr = np.asarray(x, dtype, "C")
+        if self.num_envs == 1 and arr.shape == shape:
+            return (arr,)
         if arr.shape == (self.num_envs, *shape):
             return arr
-        if self.num_envs == 1 and arr.shape == shape:
-            return arr[None]
         raise ValueError(
             f"{name} has shape {arr.shape}, expected {(self.num_envs, *shape)} "
             f"(num_envs={self.num_envs} leading axis{'' if self.num_envs > 1 else ' optional'})"
         )
 
+    def _check(self, e: int, obs: np.ndarray, next_obs: np.ndarray) -> tuple[bytes, bool] | None:
+        """Validate env ``e``'s step without storing anything.
+
+        Returns ``None`` for a NEXT_STEP autoreset step (not stored), else ``next_obs``'s bytes
+        (kept to compare with the next ``obs``) and whether ``obs`` continues the previous
+        ``next_obs``. ``bytes.startswith`` reads an array through the buffer protocol, so each
+        comparison is one memcmp without copying the array (equal lengths: it is equality).
+        """
+        last = self._last_next[e]
+        continues = last is not None and last.startswith(obs)
+        if continues and self._done[e]:
+            return None
+        next_bytes = next_obs.tobytes()
+        if self.frame_stack > 1 and not next_bytes.startswith(obs[1:]):
+            raise ValueError(
+                f"next_obs[:-1] must equal obs[1:] for frame_stack={self.frame_stack} "
+                "(stacks of consecutive frames, oldest first); use frame_stack=1 for other "
+                f"observations (env {e})"
+            )
+        return next_bytes, continues
+
     def _add_one(
         self,
         e: int,
         obs: np.ndarray,
-        obs_bytes: bytes,
         action: np.ndarray,
-        reward: np.float32,
+        reward: np.ndarray,
         next_obs: np.ndarray,
         next_bytes: bytes,
+        continues: bool,
         terminated: bool,
         truncated: bool,
     ) -> None:
+        """Store env ``e``'s transition, already checked by ``_check``."""
         count = self._count[e]
         start = self._done[e]
-        if not start and obs_bytes != self._last_next[e]:
+        if not start and not continues:
             previous = self._off_py[e] + (count - 1) % self._cap_py[e]
             self._flags[previous] |= STREAM_BREAK
             self._last_end[e] = count - 1
             start = True
-        if start:  # keep the whole first stack, whatever the env put in it
-            for frame in obs.reshape(self.frame_stack, *self._frame_shape):
-                self._push_frame(e, frame)
-        self._push_frame(e, next_obs.reshape(self.frame_stack, *self._frame_shape)[-1])
+        if self.frame_stack > 1:
+            stack, newest = obs, next_obs[-1]
+        else:  # the whole observation is one frame
+            stack, newest = (obs,), next_obs
+        # An episode's first transition keeps its whole obs stack, whatever the env put in it;
+        # every transition pushes the newest frame of its next_obs.
+        ring, ring_off, ring_cap = self._frames, self._foff_py[e], self._fcap_py[e]
+        written = self._written[e]
+        for frame in (*stack, newest) if start else (newest,):
+            ring[ring_off + written % ring_cap] = frame
+            written += 1
+        self._written[e] = written
 
         slot = self._off_py[e] + count % self._cap_py[e]
+        self._frame_idx[slot] = written - 1
         self._actions[slot] = action
         self._rewards[slot] = reward
-        self._flags[slot] = (TERMINATED if terminated else 0) | (TRUNCATED if truncated else 0)
-        self._frame_idx[slot] = self._written[e] - 1
+        self._flags[slot] = (_TERMINATED if terminated else 0) | (_TRUNCATED if truncated else 0)
         count += 1
         self._count[e] = count
         done = terminated or truncated
@@ -304,18 +342,19 @@ class ReplayBuffer:
             self._last_end[e] = count - 1
         self._done[e] = done
         self._last_next[e] = next_bytes
-        self._evict(e)
+        self._evict(e, count, written)
 
-    def _push_frame(self, e: int, frame: np.ndarray) -> None:
-        self._frames[self._foff_py[e] + self._written[e] % self._fcap_py[e]] = frame
-        self._written[e] += 1
-
-    def _evict(self, e: int) -> None:
-        """Advance env ``e``'s oldest transition past overwritten slots and frames."""
+    def _evict(self, e: int, count: int, written: int) -> None:
+        """Advance env ``e``'s oldest transition past overwritten slots and frames (``count``
+        transitions and ``written`` frames added so far)."""
         cap, off = self._cap_py[e], self._off_py[e]
-        oldest = max(self._oldest[e], self._count[e] - cap)
-        first_kept_frame = self._written[e] - self._fcap_py[e]
-        while int(self._frame_idx[off + oldest % cap]) - self.frame_stack < first_kept_frame:
+        oldest = self._oldest[e]
+        if oldest < count - cap:
+            oldest = count - cap
+        # A transition reads frames from its newest frame index minus frame_stack on.
+        first_kept = written - self._fcap_py[e] + self.frame_stack
+        frame_idx = self._frame_idx
+        while frame_idx[off + oldest % cap] < first_kept:
             oldest += 1
         self._oldest[e] = oldest
 
