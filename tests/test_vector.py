@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -252,3 +253,46 @@ def test_fork_started_workers_leave_the_block_to_the_main_process(tmp_path) -> N
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "closed", run.stderr
     assert "leaked" not in run.stderr and "No such file" not in run.stderr, run.stderr
+
+
+def shared_memory_env(env_id: str, seeds: list[int], **kwargs) -> SharedMemoryVectorEnv:
+    fns = [functools.partial(make_env, env_id, seed=s) for s in seeds]
+    return SharedMemoryVectorEnv(fns, **kwargs)
+
+
+def test_calling_process_steps_its_share_like_the_workers() -> None:
+    actions = random_actions(5, 150)
+    vec = shared_memory_env("Breakout", [7, 8, 9, 10, 11], num_workers=2, main_envs=2)
+    assert vec.main_envs == 2 and vec.env_ranges == [(2, 4), (4, 5)]
+    got = vector_rollout(vec, actions)
+    assert sum(t.sum() for t in got[5::6]) >= 4, "life losses must exercise autoreset"
+    assert_same(got, single_rollouts("Breakout", [7, 8, 9, 10, 11], actions))
+    # The default: one worker per core but one, and an equal share for the calling process.
+    default = shared_memory_env("CartPole-v1", list(range(6)))
+    workers = min(6, max(1, (os.cpu_count() or 1) - 1))
+    assert len(default.worker_pids) == workers and default.main_envs == 6 // (workers + 1)
+    default.close()
+    with pytest.raises(ValueError, match="main_envs=4 is out of range"):
+        shared_memory_env("CartPole-v1", [0, 1, 2, 3], main_envs=4)
+    with pytest.raises(ValueError, match="num_workers=3 is out of range"):
+        shared_memory_env("CartPole-v1", [0, 1, 2, 3], num_workers=3, main_envs=2)
+
+
+def test_failures_with_a_calling_process_share_name_the_env() -> None:
+    vec = shared_memory_env("CartPole-v1", [0, 1, 2, 3], num_workers=1, main_envs=2)
+    vec.reset()
+    with pytest.raises(WorkerError, match=r"env 1 \(calling process\) raised"):
+        vec.step(np.array([0, 7, 0, 1]))  # 7 is outside CartPole's Discrete(2)
+    with pytest.raises(WorkerError, match="unusable"):
+        vec.step(np.zeros(4, dtype=np.int64))
+    procs, name = list(vec._procs), vec.shm_name
+    vec.close()
+    assert not any(p.is_alive() for p in procs)
+    with pytest.raises(FileNotFoundError):
+        SharedMemory(name=name)
+    vec = shared_memory_env("CartPole-v1", [0, 1, 2, 3], num_workers=1, main_envs=2)
+    vec.reset()
+    os.kill(vec.worker_pids[0], signal.SIGKILL)
+    with pytest.raises(WorkerError, match=r"worker 0 .* envs 2\.\.3 died"):
+        vec.step(np.zeros(4, dtype=np.int64))
+    vec.close()

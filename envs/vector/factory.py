@@ -73,8 +73,9 @@ def make_vector_env(
     Observations are batched ``(num_envs, *obs_shape)``; infos are a dict of per-env arrays with
     ``_key`` masks, carrying ``raw_reward`` and ``game_over`` for Atari; autoreset is NEXT_STEP.
     Env i is seeded with ``seed + i``. ``backend``: ``"sync"`` (in-process), ``"async"``
-    (``num_workers`` processes, default one per core, sharing memory), ``"ale"`` (ale-py's native
-    vector env, Atari only) or ``"auto"`` (see ``choose_backend``).
+    (processes sharing memory: by default one worker per core but one, with the calling process
+    stepping an equal share; ``num_workers`` workers and no share when given), ``"ale"``
+    (ale-py's native vector env, Atari only) or ``"auto"`` (see ``choose_backend``).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is unknown; allowed values: {', '.join(BACKENDS)}")

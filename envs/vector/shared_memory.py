@@ -1,10 +1,17 @@
 """The ``async`` backend: worker processes that step several envs each into shared memory.
 
-Design (PAAC-style, Clemente et al. 2017): ``num_workers`` processes (default: one per CPU core)
-each own a contiguous slice of the envs. Actions, observations, rewards and done flags live in
-one ``multiprocessing.shared_memory`` block; the pipes carry only tiny commands and the per-env
-info dicts, never observations. A step writes the actions, sends ``"step"`` to every worker
-and waits for every reply, so the workers step their slices in parallel.
+Design (PAAC-style, Clemente et al. 2017): worker processes each own a contiguous slice of the
+envs. Actions, observations, rewards and done flags live in one ``multiprocessing.shared_memory``
+block; the pipes carry only tiny commands and the per-env info dicts, never observations. A
+step writes the actions, sends ``"step"`` to every worker and waits for every reply, so the
+workers step their slices in parallel.
+
+By default the calling process steps an equal share of the envs itself, into the same block,
+while one worker per remaining core steps the rest: it would otherwise sit idle for the whole
+step. Each process then has a core to itself, so instead of sleeping on its pipe it polls it
+for a few milliseconds: waking a sleeping process costs tens to hundreds of microseconds on a
+VM, twice per step. Measured on 2 cores (Pong, 16 envs): about 20% more steps per second than
+two workers and an idle caller. With more processes than cores nobody polls.
 
 Autoreset follows gymnasium 1.x NEXT_STEP: the step after an env terminated or truncated
 returns its reset observation, reward 0, ``terminated=truncated=False`` and the reset info,
@@ -23,6 +30,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -97,7 +105,38 @@ def _attach(name: str) -> SharedMemory:
         resource_tracker.register = register
 
 
-def _worker(conn: Connection, env_fns: Sequence[Callable[[], gym.Env]], start: int) -> None:
+# How long an idle process polls its pipe before it sleeps on it. A worker polls for the
+# caller's next command, which in training follows a learner update of tens of milliseconds, so
+# it gives up sooner than the caller, who polls only for workers that are mid-step.
+_WORKER_POLL_S = 0.002
+_CALLER_POLL_S = 0.02
+
+
+def _poll(conn: Connection, seconds: float) -> None:
+    """Poll ``conn`` for up to ``seconds`` so that a message arriving meanwhile is read without
+    the cost of waking a sleeping process. Only for a process with a core to itself."""
+    if seconds > 0.0:
+        deadline = time.perf_counter() + seconds
+        while not conn.poll() and time.perf_counter() < deadline:
+            pass
+
+
+def _group_over(envs: Sequence[gym.Env], start: int, views: dict[str, np.ndarray]) -> EnvGroup:
+    """An ``EnvGroup`` stepping ``envs`` (global indices from ``start``) into their rows."""
+    rows = slice(start, start + len(envs))
+    return EnvGroup(
+        envs,
+        start,
+        views["obs"][rows],
+        views["rewards"][rows],
+        views["terminated"][rows],
+        views["truncated"][rows],
+    )
+
+
+def _worker(
+    conn: Connection, env_fns: Sequence[Callable[[], gym.Env]], start: int, poll_s: float
+) -> None:
     """Worker loop: build the envs, report spaces, then serve reset/step/close commands."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     cv2.setNumThreads(1)  # one core per worker; OpenCV threads would only oversubscribe
@@ -112,6 +151,7 @@ def _worker(conn: Connection, env_fns: Sequence[Callable[[], gym.Env]], start: i
         conn.send(("spaces", (envs[0].observation_space, envs[0].action_space)))
         actions = None
         while True:
+            _poll(conn, poll_s)
             command, payload = conn.recv()
             if command == "step":
                 assert group is not None and actions is not None
@@ -122,16 +162,8 @@ def _worker(conn: Connection, env_fns: Sequence[Callable[[], gym.Env]], start: i
             elif command == "attach":
                 shm = _attach(payload.shm_name)
                 views = payload.views(shm.buf)
-                rows = slice(start, start + len(envs))
-                group = EnvGroup(
-                    envs,
-                    start,
-                    views["obs"][rows],
-                    views["rewards"][rows],
-                    views["terminated"][rows],
-                    views["truncated"][rows],
-                )
-                actions = views["actions"][rows]
+                group = _group_over(envs, start, views)
+                actions = views["actions"][start : start + len(envs)]
                 del views
                 conn.send(("ok", None))
             elif command == "close":
@@ -151,7 +183,11 @@ def _worker(conn: Connection, env_fns: Sequence[Callable[[], gym.Env]], start: i
 
 
 class SharedMemoryVectorEnv(VectorEnv):
-    """Vector env whose envs run in ``num_workers`` processes writing into shared memory.
+    """Vector env whose envs run in worker processes writing into shared memory.
+
+    ``num_workers=None`` (the default) runs one worker per CPU core but one and steps the first
+    ``main_envs`` envs (default: an equal share) in the calling process; an explicit
+    ``num_workers`` leaves every env to the workers unless ``main_envs`` is given.
 
     ``env_fns`` must be picklable (e.g. ``functools.partial(make_env, "Pong", seed=3)``) under
     the default ``"forkserver"`` start method, which is safe in processes that already run
@@ -163,37 +199,55 @@ class SharedMemoryVectorEnv(VectorEnv):
         env_fns: Sequence[Callable[[], gym.Env]],
         *,
         num_workers: int | None = None,
+        main_envs: int | None = None,
         context: str = "forkserver",
     ) -> None:
+        self.closed = True  # nothing to close until the checks below pass
         self.num_envs = len(env_fns)
-        workers = num_workers or min(self.num_envs, os.cpu_count() or 1)
-        if not 1 <= workers <= self.num_envs:
+        cores = os.cpu_count() or 1
+        workers = num_workers or min(self.num_envs, max(1, cores - 1))
+        if main_envs is None:
+            main_envs = self.num_envs // (workers + 1) if num_workers is None else 0
+        if not 0 <= main_envs < self.num_envs:
             raise ValueError(
-                f"num_workers={num_workers} is out of range; it must be in [1, num_envs="
-                f"{self.num_envs}]"
+                f"main_envs={main_envs} is out of range; it must be in [0, num_envs - 1="
+                f"{self.num_envs - 1}] (the workers need at least one env)"
             )
+        if not 1 <= workers <= self.num_envs - main_envs:
+            raise ValueError(
+                f"num_workers={num_workers} is out of range; it must be in [1, num_envs - "
+                f"main_envs={self.num_envs - main_envs}]"
+            )
+        self.main_envs = main_envs
+        processes = workers + 1
+        self._poll_s = _CALLER_POLL_S if processes <= cores else 0.0
         ctx = mp.get_context(context)
-        chunks = np.array_split(np.arange(self.num_envs), workers)
+        chunks = np.array_split(np.arange(main_envs, self.num_envs), workers)
         self._ranges = [(int(c[0]), int(c[-1]) + 1) for c in chunks]
         self._conns: list[Connection] = []
         self._procs: list[Any] = []
         self._shm: SharedMemory | None = None
         self._views: dict[str, np.ndarray] = {}
+        self._group: EnvGroup | None = None
         self._broken: str | None = None
         self.closed = False
         try:
+            worker_poll_s = _WORKER_POLL_S if processes <= cores else 0.0
             for lo, hi in self._ranges:
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(
-                    target=_worker, args=(child, list(env_fns[lo:hi]), lo), daemon=True
+                    target=_worker,
+                    args=(child, list(env_fns[lo:hi]), lo, worker_poll_s),
+                    daemon=True,
                 )
                 proc.start()
                 child.close()
                 self._conns.append(parent)
                 self._procs.append(proc)
+            local = [fn() for fn in env_fns[:main_envs]]  # built while the workers build theirs
             spaces = [self._receive(w, "spaces") for w in range(workers)]
             self.single_observation_space, self.single_action_space = spaces[0]
-            self._allocate()
+            self._allocate(local)
         except BaseException:
             self.close()
             raise
@@ -201,11 +255,13 @@ class SharedMemoryVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def _allocate(self) -> None:
+    def _allocate(self, local: list[gym.Env]) -> None:
         fields, size = _plan(self.num_envs, self.single_observation_space, self.single_action_space)
         self._shm = SharedMemory(create=True, size=size)
         layout = _Layout(self._shm.name, tuple(_Field(*f) for f in fields))
         self._views = layout.views(self._shm.buf)
+        if local:
+            self._group = _group_over(local, 0, self._views)
         self._broadcast("attach", layout)
 
     @property
@@ -226,6 +282,7 @@ class SharedMemoryVectorEnv(VectorEnv):
     def _receive(self, w: int, expected: str = "ok") -> Any:
         """Wait for worker ``w``'s reply, or raise WorkerError as soon as it dies."""
         conn, proc = self._conns[w], self._procs[w]
+        _poll(conn, self._poll_s)
         while True:
             ready = wait([conn, proc.sentinel])
             if conn in ready:
@@ -265,30 +322,54 @@ class SharedMemoryVectorEnv(VectorEnv):
             self._raise_dead(w)
 
     def _broadcast(self, command: str, payload: Any = None) -> list[Any]:
-        if self._broken is not None:
-            raise WorkerError(f"this vector env is unusable ({self._broken}); make a new one")
+        self._check_usable()
         for w in range(len(self._conns)):
             self._send(w, (command, payload))
         return [self._receive(w) for w in range(len(self._conns))]
+
+    def _check_usable(self) -> None:
+        if self._broken is not None:
+            raise WorkerError(f"this vector env is unusable ({self._broken}); make a new one")
+
+    def _run(
+        self, command: str, payloads: list[Any], local: Callable[..., list], *args: Any
+    ) -> list[Any]:
+        """Send ``command`` to every worker (with its payload), run ``local`` (an ``EnvGroup``
+        method) on the calling process's envs meanwhile, then collect the workers' replies:
+        returns all infos in env order."""
+        self._check_usable()
+        for w, payload in enumerate(payloads):
+            self._send(w, (command, payload))
+        try:
+            infos = local(self._group, *args) if self._group is not None else []
+        except Exception as error:
+            self._broken = f"env {self._group.current} raised"  # type: ignore[union-attr]
+            for w in range(len(self._conns)):  # keep the pipes in step before reporting
+                with contextlib.suppress(WorkerError):
+                    self._receive(w)
+            raise WorkerError(
+                f"env {self._group.current} (calling process) raised: {error!r}"  # type: ignore[union-attr]
+            ) from error
+        for w in range(len(self._conns)):
+            infos.extend(self._receive(w))
+        return infos
 
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         seeds = seeds_for(seed, self.num_envs)
-        if self._broken is not None:
-            raise WorkerError(f"this vector env is unusable ({self._broken}); make a new one")
-        for w, (lo, hi) in enumerate(self._ranges):
-            self._send(w, ("reset", (seeds[lo:hi], options)))
-        infos = [info for w in range(len(self._conns)) for info in self._receive(w)]
+        payloads = [(seeds[lo:hi], options) for lo, hi in self._ranges]
+        infos = self._run("reset", payloads, EnvGroup.reset, seeds[: self.main_envs], options)
         return self._views["obs"].copy(), stack_infos(infos)
 
     def step(
         self, actions: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        self._views["actions"][:] = actions
-        infos = [info for chunk in self._broadcast("step") for info in chunk]
         v = self._views
+        v["actions"][:] = actions
+        mine = v["actions"][: self.main_envs]
+        infos = self._run("step", [None] * len(self._conns), EnvGroup.step, mine)
         return (
             v["obs"].copy(),
             v["rewards"].copy(),
@@ -313,6 +394,9 @@ class SharedMemoryVectorEnv(VectorEnv):
                 proc.join()
         for conn in self._conns:
             conn.close()
+        if self._group is not None:
+            self._group.close()
+            self._group = None
         self._views = {}
         if self._shm is not None:
             self._shm.close()
