@@ -72,8 +72,8 @@ def add_sb3(buf: Any, item: Transition) -> float:
 
 def interleaved_rates(
     fns: dict[str, Callable[[], object]], rounds: int = 9, burst_s: float = 0.25
-) -> dict[str, float]:
-    """Calls per second of each function: median over ``rounds`` bursts taken in turn."""
+) -> dict[str, list[float]]:
+    """Calls per second of each function in each of ``rounds`` bursts taken in turn."""
     for fn in fns.values():
         fn()  # warm-up
     samples: dict[str, list[float]] = {name: [] for name in fns}
@@ -84,7 +84,17 @@ def interleaved_rates(
                 fn()
                 calls += 1
             samples[name].append(calls / elapsed)
+    return samples
+
+
+def medians(samples: dict[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(rates) for name, rates in samples.items()}
+
+
+def ratio(samples: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over bursts of ``a``'s rate over ``b``'s in the same round: this shared machine's
+    speed drifts within a run, and a per-round ratio cancels the drift."""
+    return statistics.median(x / y for x, y in zip(samples[a], samples[b], strict=True))
 
 
 def rss_gb() -> float | None:
@@ -125,7 +135,7 @@ def phase_vs_sb3(ours: ReplayBuffer, fill: int, sb3_capacity: int) -> dict:
     for item in stream(fill):
         ours_add += add_ours(ours, item)
         sb3_add += add_sb3(sb3, item)
-    rates = interleaved_rates(
+    samples = interleaved_rates(
         {
             "rlkit_sample32": lambda: ours.sample(32),
             "sb3_sample32": lambda: sb3.sample(32),
@@ -139,7 +149,9 @@ def phase_vs_sb3(ours: ReplayBuffer, fill: int, sb3_capacity: int) -> dict:
         "sb3_bytes_per_transition": sb3_nbytes / sb3_capacity,
         "rlkit_add_per_s": fill / ours_add,
         "sb3_add_per_s": fill / sb3_add,
-        **{f"{name}_per_s": value for name, value in rates.items()},
+        **{f"{name}_per_s": value for name, value in medians(samples).items()},
+        "sample32_vs_sb3": ratio(samples, "rlkit_sample32", "sb3_sample32"),
+        "sample256_vs_sb3": ratio(samples, "rlkit_sample256", "sb3_sample256"),
     }
 
 
@@ -152,7 +164,7 @@ def phase_per(ours: ReplayBuffer, fill: int, capacity: int) -> dict:
         batch = per.sample(32, beta=0.5)
         per.update_priorities(batch.indices, rng.random(32))
 
-    rates = interleaved_rates(
+    samples = interleaved_rates(
         {
             "per_sample32_update32": per_step,
             # Uniform sampling of the very same storage: the reference the ratio uses, because
@@ -165,21 +177,25 @@ def phase_per(ours: ReplayBuffer, fill: int, capacity: int) -> dict:
     return {
         "per_bytes_per_transition": per.nbytes / capacity,
         "per_add_per_s": fill / add_seconds,
-        **{f"{name}_per_s": value for name, value in rates.items()},
+        **{f"{name}_per_s": value for name, value in medians(samples).items()},
+        "per_vs_uniform_same_storage": ratio(
+            samples, "per_sample32_update32", "uniform_sample32_same_storage"
+        ),
+        "per_vs_uniform_other_buffer": ratio(samples, "per_sample32_update32", "uniform_sample32"),
     }
 
 
 def phase_full(ours: ReplayBuffer, fill: int, capacity: int) -> dict:
     for item in stream(capacity + capacity // 50 - fill, seed=1):
         add_ours(ours, item)
-    rates = interleaved_rates(
+    samples = interleaved_rates(
         {"sample32": lambda: ours.sample(32), "sample256": lambda: ours.sample(256)}, rounds=3
     )
     return {
         "transitions_added": capacity + capacity // 50,
         "sampleable": len(ours),
         "rss_gb": rss_gb(),
-        **{f"{name}_per_s": value for name, value in rates.items()},
+        **{f"{name}_per_s": value for name, value in medians(samples).items()},
     }
 
 
@@ -197,13 +213,20 @@ def main() -> None:
     gc.collect()
     full = phase_full(ours, args.fill, args.capacity)
     bytes_per_transition = ours.nbytes / args.capacity
+    paired = {
+        "sample32_vs_sb3": vs_sb3.pop("sample32_vs_sb3"),
+        "sample256_vs_sb3": vs_sb3.pop("sample256_vs_sb3"),
+        "per_step_vs_uniform_sample32": per.pop("per_vs_uniform_same_storage"),
+        "per_step_vs_uniform_sample32_other_buffer": per.pop("per_vs_uniform_other_buffer"),
+    }
     result = {
         "obs_shape": list(OBS_SHAPE),
         "rlkit_capacity": args.capacity,
         "fill": args.fill,
         "note": (
             f"same stream into every buffer; rates with {args.fill} transitions stored, measured "
-            f"in interleaved bursts (median of 9); SB3 at capacity {args.sb3_capacity} because 1M "
+            f"in interleaved bursts (median of 9; a ratio is the median of per-round ratios); "
+            f"SB3 at capacity {args.sb3_capacity} because 1M "
             "needs ~28 GB; a shared 2-core machine, so absolute rates are noisy"
         ),
         "machine": platform.machine(),
@@ -217,12 +240,7 @@ def main() -> None:
             "bytes_per_transition_vs_sb3": bytes_per_transition
             / vs_sb3["sb3_bytes_per_transition"],
             "add_vs_sb3": vs_sb3["rlkit_add_per_s"] / vs_sb3["sb3_add_per_s"],
-            "sample32_vs_sb3": vs_sb3["rlkit_sample32_per_s"] / vs_sb3["sb3_sample32_per_s"],
-            "sample256_vs_sb3": vs_sb3["rlkit_sample256_per_s"] / vs_sb3["sb3_sample256_per_s"],
-            "per_step_vs_uniform_sample32": per["per_sample32_update32_per_s"]
-            / per["uniform_sample32_same_storage_per_s"],
-            "per_step_vs_uniform_sample32_other_buffer": per["per_sample32_update32_per_s"]
-            / per["uniform_sample32_per_s"],
+            **paired,
         },
         "targets": {
             "bytes_per_transition_max": 7200,
