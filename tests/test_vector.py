@@ -189,6 +189,11 @@ def test_killed_worker_raises_naming_its_envs_and_close_frees_everything() -> No
     with pytest.raises(WorkerError, match=r"worker 1 .* envs 2\.\.3 died"):
         vec.step(np.zeros(4, dtype=np.int64))
     assert time.monotonic() - start < 5.0
+    assert_unusable_and_closed_cleanly(vec)
+
+
+def assert_unusable_and_closed_cleanly(vec: SharedMemoryVectorEnv) -> None:
+    """After a failure: every later step refuses, and close() frees processes and memory."""
     with pytest.raises(WorkerError, match="unusable"):
         vec.step(np.zeros(4, dtype=np.int64))
     procs, name = list(vec._procs), vec.shm_name
@@ -283,13 +288,7 @@ def test_failures_with_a_calling_process_share_name_the_env() -> None:
     vec.reset()
     with pytest.raises(WorkerError, match=r"env 1 \(calling process\) raised"):
         vec.step(np.array([0, 7, 0, 1]))  # 7 is outside CartPole's Discrete(2)
-    with pytest.raises(WorkerError, match="unusable"):
-        vec.step(np.zeros(4, dtype=np.int64))
-    procs, name = list(vec._procs), vec.shm_name
-    vec.close()
-    assert not any(p.is_alive() for p in procs)
-    with pytest.raises(FileNotFoundError):
-        SharedMemory(name=name)
+    assert_unusable_and_closed_cleanly(vec)
     vec = shared_memory_env("CartPole-v1", [0, 1, 2, 3], num_workers=1, main_envs=2)
     vec.reset()
     os.kill(vec.worker_pids[0], signal.SIGKILL)
