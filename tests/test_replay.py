@@ -681,3 +681,14 @@ def test_a_rejected_single_env_add_leaves_the_buffer_unchanged() -> None:
     with pytest.raises(ValueError, match=r"reward has shape \(2,\), expected \(1,\)"):
         buf.add(next_obs, 1, [0.5, 1.0], np.stack([frame(3), frame(4)]), True, False)
     assert pickle.dumps(buf.state_dict()) == before
+
+
+def test_per_state_dict_with_another_tree_layout_is_refused_before_anything_changes() -> None:
+    buf = vector_per(64, 40)
+    state = buf.state_dict()
+    state["priorities"] = state["priorities"][:-1]  # as saved by a different tree layout
+    fresh = vector_per(64, 3)
+    before = pickle.dumps(fresh.state_dict())
+    with pytest.raises(ValueError, match="sum-tree nodes .* another tree layout"):
+        fresh.load_state_dict(state)
+    assert pickle.dumps(fresh.state_dict()) == before

@@ -160,6 +160,18 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("config")
+        same_kind = isinstance(saved, dict) and (saved.get("kind"), saved.get("capacity")) == (
+            type(self).__name__,
+            self.capacity,
+        )
+        nodes = np.shape(state.get("priorities", ()))
+        if same_kind and nodes != self._tree.tree.shape:  # before anything is restored
+            raise ValueError(
+                f"replay state_dict holds {np.prod(nodes):.0f} sum-tree nodes where this buffer's "
+                f"tree has {self._tree.tree.size}: it was saved by an rlkit with another tree layout; "
+                "start with an empty buffer instead of restoring this one"
+            )
         super().load_state_dict(state)
         self._tree.tree[:] = state["priorities"]
         self._max_priority = float(state["max_priority"])
