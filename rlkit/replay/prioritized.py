@@ -169,8 +169,8 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         if same_kind and nodes != self._tree.tree.shape:  # before anything is restored
             raise ValueError(
                 f"replay state_dict holds {np.prod(nodes):.0f} sum-tree nodes where this buffer's "
-                f"tree has {self._tree.tree.size}: it was saved by an rlkit with another tree layout; "
-                "start with an empty buffer instead of restoring this one"
+                f"tree has {self._tree.tree.size}: it was saved by an rlkit with another tree "
+                "layout; start with an empty buffer instead of restoring this one"
             )
         super().load_state_dict(state)
         self._tree.tree[:] = state["priorities"]
