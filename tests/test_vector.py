@@ -11,6 +11,7 @@ import textwrap
 import time
 from multiprocessing.shared_memory import SharedMemory
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -294,4 +295,31 @@ def test_failures_with_a_calling_process_share_name_the_env() -> None:
     os.kill(vec.worker_pids[0], signal.SIGKILL)
     with pytest.raises(WorkerError, match=r"worker 0 .* envs 2\.\.3 died"):
         vec.step(np.zeros(4, dtype=np.int64))
+    vec.close()
+
+
+class InterruptedEnv(gym.Wrapper):
+    """CartPole whose third step is interrupted as by Ctrl-C."""
+
+    def __init__(self) -> None:
+        super().__init__(make_env("CartPole-v1", seed=0))
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps == 3:
+            raise KeyboardInterrupt
+        return self.env.step(action)
+
+
+def test_an_interrupted_step_leaves_the_env_refusing_instead_of_out_of_step() -> None:
+    fns = [InterruptedEnv] + [functools.partial(make_env, "CartPole-v1", seed=i) for i in (1, 2)]
+    vec = SharedMemoryVectorEnv(fns, num_workers=1, main_envs=1)
+    vec.reset()
+    for _ in range(2):
+        vec.step(np.zeros(3, dtype=np.int64))
+    with pytest.raises(KeyboardInterrupt):
+        vec.step(np.zeros(3, dtype=np.int64))
+    with pytest.raises(WorkerError, match="unusable .interrupted during step"):
+        vec.step(np.zeros(3, dtype=np.int64))
     vec.close()

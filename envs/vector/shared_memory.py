@@ -338,20 +338,26 @@ class SharedMemoryVectorEnv(VectorEnv):
         method) on the calling process's envs meanwhile, then collect the workers' replies:
         returns all infos in env order."""
         self._check_usable()
-        for w, payload in enumerate(payloads):
-            self._send(w, (command, payload))
         try:
-            infos = local(self._group, *args) if self._group is not None else []
-        except Exception as error:
-            self._broken = f"env {self._group.current} raised"  # type: ignore[union-attr]
-            for w in range(len(self._conns)):  # keep the pipes in step before reporting
-                with contextlib.suppress(WorkerError):
-                    self._receive(w)
-            raise WorkerError(
-                f"env {self._group.current} (calling process) raised: {error!r}"  # type: ignore[union-attr]
-            ) from error
-        for w in range(len(self._conns)):
-            infos.extend(self._receive(w))
+            for w, payload in enumerate(payloads):
+                self._send(w, (command, payload))
+            try:
+                infos = local(self._group, *args) if self._group is not None else []
+            except Exception as error:
+                self._broken = f"env {self._group.current} raised"  # type: ignore[union-attr]
+                for w in range(len(self._conns)):  # keep the pipes in step before reporting
+                    with contextlib.suppress(WorkerError):
+                        self._receive(w)
+                raise WorkerError(
+                    f"env {self._group.current} (calling process) raised: {error!r}"  # type: ignore[union-attr]
+                ) from error
+            for w in range(len(self._conns)):
+                infos.extend(self._receive(w))
+        except KeyboardInterrupt:
+            # Some envs stepped and some replies are unread: a later step would read a stale
+            # reply as its own, so refuse instead.
+            self._broken = f"interrupted during {command}"
+            raise
         return infos
 
     def reset(
