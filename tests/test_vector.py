@@ -196,7 +196,7 @@ def test_killed_worker_raises_naming_its_envs_and_close_frees_everything() -> No
 def assert_unusable_and_closed_cleanly(vec: SharedMemoryVectorEnv) -> None:
     """After a failure: every later step refuses, and close() frees processes and memory."""
     with pytest.raises(WorkerError, match="unusable"):
-        vec.step(np.zeros(4, dtype=np.int64))
+        vec.step(np.zeros(vec.num_envs, dtype=np.int64))
     procs, name = list(vec._procs), vec.shm_name
     vec.close()
     assert not any(p.is_alive() for p in procs)
@@ -323,3 +323,33 @@ def test_an_interrupted_step_leaves_the_env_refusing_instead_of_out_of_step() ->
     with pytest.raises(WorkerError, match="unusable .interrupted during step"):
         vec.step(np.zeros(3, dtype=np.int64))
     vec.close()
+
+
+class HangingEnv(gym.Wrapper):
+    """CartPole whose second step never returns, like an env stuck in a loop."""
+
+    def __init__(self) -> None:
+        super().__init__(make_env("CartPole-v1", seed=0))
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps == 2:
+            time.sleep(600)
+        return self.env.step(action)
+
+
+def test_a_worker_that_stops_answering_is_named_after_timeout_s() -> None:
+    fns = [functools.partial(make_env, "CartPole-v1", seed=0), HangingEnv]
+    vec = SharedMemoryVectorEnv(fns, num_workers=2, context="fork", timeout_s=1.0)
+    vec.reset()
+    vec.step(np.zeros(2, dtype=np.int64))
+    start = time.monotonic()
+    with pytest.raises(WorkerError, match=r"worker 1 .* envs 1\.\.1 did not answer within 1 s"):
+        vec.step(np.zeros(2, dtype=np.int64))
+    assert time.monotonic() - start < 5.0
+    assert_unusable_and_closed_cleanly(vec)
+    with pytest.raises(ValueError, match="timeout_s=0 must be > 0"):
+        SharedMemoryVectorEnv(fns, timeout_s=0)
+    with pytest.raises(ValueError, match="timeout_s is an option of backend 'async' only"):
+        make_vector_env("CartPole-v1", 2, backend="sync", timeout_s=5.0)

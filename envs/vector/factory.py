@@ -66,6 +66,7 @@ def make_vector_env(
     backend: str = "auto",
     seed: int | None = None,
     num_workers: int | None = None,
+    timeout_s: float | None = None,
     **kwargs: Any,
 ) -> VectorEnv:
     """A gymnasium 1.x vector env of ``num_envs`` copies of ``make_env(env_id, **kwargs)``.
@@ -85,10 +86,11 @@ def make_vector_env(
         raise unknown_env_error(env_id)
     if backend == "auto":
         backend = choose_backend(env_id, num_envs, kwargs)
-    if num_workers is not None and backend != "async":
-        raise ValueError(
-            f"num_workers is an option of backend 'async' only, not {backend!r}; remove it"
-        )
+    for name, value in (("num_workers", num_workers), ("timeout_s", timeout_s)):
+        if value is not None and backend != "async":
+            raise ValueError(
+                f"{name} is an option of backend 'async' only, not {backend!r}; remove it"
+            )
     if backend == "ale":
         reason = ale_unsupported(env_id, kwargs)
         if reason is not None:
@@ -107,4 +109,4 @@ def make_vector_env(
     env_fns = [functools.partial(make_env, env_id, seed=s, **kwargs) for s in seeds]
     if backend == "sync":
         return InProcessVectorEnv(env_fns)
-    return SharedMemoryVectorEnv(env_fns, num_workers=num_workers)
+    return SharedMemoryVectorEnv(env_fns, num_workers=num_workers, timeout_s=timeout_s)

@@ -187,7 +187,9 @@ class SharedMemoryVectorEnv(VectorEnv):
 
     ``num_workers=None`` (the default) runs one worker per CPU core but one and steps the first
     ``main_envs`` envs (default: an equal share) in the calling process; an explicit
-    ``num_workers`` leaves every env to the workers unless ``main_envs`` is given.
+    ``num_workers`` leaves every env to the workers unless ``main_envs`` is given. A worker that
+    dies is reported at once; ``timeout_s`` also reports one that stops answering (an env stuck
+    in a loop), which is otherwise waited for.
 
     ``env_fns`` must be picklable (e.g. ``functools.partial(make_env, "Pong", seed=3)``) under
     the default ``"forkserver"`` start method, which is safe in processes that already run
@@ -201,6 +203,7 @@ class SharedMemoryVectorEnv(VectorEnv):
         num_workers: int | None = None,
         main_envs: int | None = None,
         context: str = "forkserver",
+        timeout_s: float | None = None,
     ) -> None:
         self.closed = True  # nothing to close until the checks below pass
         self.num_envs = len(env_fns)
@@ -218,7 +221,10 @@ class SharedMemoryVectorEnv(VectorEnv):
                 f"num_workers={num_workers} is out of range; it must be in [1, num_envs - "
                 f"main_envs={self.num_envs - main_envs}]"
             )
+        if timeout_s is not None and not timeout_s > 0:
+            raise ValueError(f"timeout_s={timeout_s!r} must be > 0 seconds, or None to wait")
         self.main_envs = main_envs
+        self.timeout_s = timeout_s
         processes = workers + 1
         self._poll_s = _CALLER_POLL_S if processes <= cores else 0.0
         ctx = mp.get_context(context)
@@ -280,37 +286,33 @@ class SharedMemoryVectorEnv(VectorEnv):
         return None if self._shm is None else self._shm.name
 
     def _receive(self, w: int, expected: str = "ok") -> Any:
-        """Wait for worker ``w``'s reply, or raise WorkerError as soon as it dies."""
+        """Wait for worker ``w``'s reply; raise WorkerError as soon as it dies, or when it has
+        not answered within ``timeout_s``."""
         conn, proc = self._conns[w], self._procs[w]
         _poll(conn, self._poll_s)
-        while True:
-            ready = wait([conn, proc.sentinel])
-            if conn in ready:
-                try:
-                    kind, payload = conn.recv()
-                except (EOFError, ConnectionResetError):
-                    kind, payload = "dead", None
-                break
-            if proc.sentinel in ready:
-                kind, payload = "dead", None
-                break
+        ready = wait([conn, proc.sentinel], timeout=self.timeout_s)
+        if not ready:
+            self._raise_lost(w, f"did not answer within {self.timeout_s:g} s (an env may hang)")
+        kind, payload = "dead", None
+        if conn in ready:
+            with contextlib.suppress(EOFError, ConnectionResetError):
+                kind, payload = conn.recv()
         if kind == expected:
             return payload
         if kind == "error":
             index, trace = payload
             self._broken = f"env {index} raised"
             raise WorkerError(f"env {index} (async worker {w}) raised:\n{trace}")
-        self._raise_dead(w)
+        proc.join(timeout=1.0)
+        self._raise_lost(w, f"died (exit code {proc.exitcode})")
 
-    def _raise_dead(self, w: int) -> NoReturn:
+    def _raise_lost(self, w: int, what: str) -> NoReturn:
         """Mark this vector env unusable and raise WorkerError naming worker ``w``'s envs."""
         proc, (lo, hi) = self._procs[w], self._ranges[w]
-        proc.join(timeout=1.0)
-        self._broken = f"worker {w} died"
+        self._broken = f"worker {w} {what}"
         raise WorkerError(
-            f"async worker {w} (pid {proc.pid}) running envs {lo}..{hi - 1} died "
-            f"(exit code {proc.exitcode}); env indices {list(range(lo, hi))} are lost, "
-            "close this vector env and make a new one"
+            f"async worker {w} (pid {proc.pid}) running envs {lo}..{hi - 1} {what}; env "
+            f"indices {list(range(lo, hi))} are lost, close this vector env and make a new one"
         )
 
     def _send(self, w: int, message: tuple[str, Any]) -> None:
@@ -319,7 +321,8 @@ class SharedMemoryVectorEnv(VectorEnv):
         try:
             self._conns[w].send(message)
         except (BrokenPipeError, ConnectionResetError):
-            self._raise_dead(w)
+            self._procs[w].join(timeout=1.0)
+            self._raise_lost(w, f"died (exit code {self._procs[w].exitcode})")
 
     def _broadcast(self, command: str, payload: Any = None) -> list[Any]:
         self._check_usable()
