@@ -298,22 +298,27 @@ def test_failures_with_a_calling_process_share_name_the_env() -> None:
     vec.close()
 
 
-class InterruptedEnv(gym.Wrapper):
-    """CartPole whose third step is interrupted as by Ctrl-C."""
+class MisbehavingCartPole(gym.Wrapper):
+    """CartPole whose step number ``at_step`` raises ``error``, or never returns if it is None
+    (like an env stuck in a loop)."""
 
-    def __init__(self) -> None:
+    def __init__(self, error: type[BaseException] | None, at_step: int) -> None:
         super().__init__(make_env("CartPole-v1", seed=0))
-        self.steps = 0
+        self.error, self.at_step, self.steps = error, at_step, 0
 
     def step(self, action):
         self.steps += 1
-        if self.steps == 3:
-            raise KeyboardInterrupt
+        if self.steps == self.at_step:
+            if self.error is None:
+                time.sleep(600)
+            else:
+                raise self.error
         return self.env.step(action)
 
 
 def test_an_interrupted_step_leaves_the_env_refusing_instead_of_out_of_step() -> None:
-    fns = [InterruptedEnv] + [functools.partial(make_env, "CartPole-v1", seed=i) for i in (1, 2)]
+    interrupted = functools.partial(MisbehavingCartPole, KeyboardInterrupt, 3)
+    fns = [interrupted] + [functools.partial(make_env, "CartPole-v1", seed=i) for i in (1, 2)]
     vec = SharedMemoryVectorEnv(fns, num_workers=1, main_envs=1)
     vec.reset()
     for _ in range(2):
@@ -325,22 +330,9 @@ def test_an_interrupted_step_leaves_the_env_refusing_instead_of_out_of_step() ->
     vec.close()
 
 
-class HangingEnv(gym.Wrapper):
-    """CartPole whose second step never returns, like an env stuck in a loop."""
-
-    def __init__(self) -> None:
-        super().__init__(make_env("CartPole-v1", seed=0))
-        self.steps = 0
-
-    def step(self, action):
-        self.steps += 1
-        if self.steps == 2:
-            time.sleep(600)
-        return self.env.step(action)
-
-
 def test_a_worker_that_stops_answering_is_named_after_timeout_s() -> None:
-    fns = [functools.partial(make_env, "CartPole-v1", seed=0), HangingEnv]
+    hanging = functools.partial(MisbehavingCartPole, None, 2)
+    fns = [functools.partial(make_env, "CartPole-v1", seed=0), hanging]
     vec = SharedMemoryVectorEnv(fns, num_workers=2, context="fork", timeout_s=1.0)
     vec.reset()
     vec.step(np.zeros(2, dtype=np.int64))
