@@ -225,8 +225,8 @@ class SharedMemoryVectorEnv(VectorEnv):
             raise ValueError(f"timeout_s={timeout_s!r} must be > 0 seconds, or None to wait")
         self.main_envs = main_envs
         self.timeout_s = timeout_s
-        processes = workers + 1
-        self._poll_s = _CALLER_POLL_S if processes <= cores else 0.0
+        polls = workers + 1 <= cores  # every process has a core to itself
+        self._poll_s = _CALLER_POLL_S if polls else 0.0
         ctx = mp.get_context(context)
         chunks = np.array_split(np.arange(main_envs, self.num_envs), workers)
         self._ranges = [(int(c[0]), int(c[-1]) + 1) for c in chunks]
@@ -238,7 +238,7 @@ class SharedMemoryVectorEnv(VectorEnv):
         self._broken: str | None = None
         self.closed = False
         try:
-            worker_poll_s = _WORKER_POLL_S if processes <= cores else 0.0
+            worker_poll_s = _WORKER_POLL_S if polls else 0.0
             for lo, hi in self._ranges:
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(
@@ -303,6 +303,11 @@ class SharedMemoryVectorEnv(VectorEnv):
             index, trace = payload
             self._broken = f"env {index} raised"
             raise WorkerError(f"env {index} (async worker {w}) raised:\n{trace}")
+        self._raise_dead(w)
+
+    def _raise_dead(self, w: int) -> NoReturn:
+        """Worker ``w`` is gone: reap it for its exit code and report it (``_raise_lost``)."""
+        proc = self._procs[w]
         proc.join(timeout=1.0)
         self._raise_lost(w, f"died (exit code {proc.exitcode})")
 
@@ -321,8 +326,7 @@ class SharedMemoryVectorEnv(VectorEnv):
         try:
             self._conns[w].send(message)
         except (BrokenPipeError, ConnectionResetError):
-            self._procs[w].join(timeout=1.0)
-            self._raise_lost(w, f"died (exit code {self._procs[w].exitcode})")
+            self._raise_dead(w)
 
     def _broadcast(self, command: str, payload: Any = None) -> list[Any]:
         self._check_usable()

@@ -59,8 +59,7 @@ class SumTree:
         # level d - 1.
         self._blocks = [level.reshape(-1, self.fanout) for level in self.levels[1:]]
         self._top_prefix_sums = np.zeros(self.levels[0].size + 1)
-        self._scratch_by_size: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._aranges: dict[int, np.ndarray] = {}
+        self._scratch_by_size: dict[int, tuple[np.ndarray, ...]] = {}
 
     @property
     def leaves(self) -> np.ndarray:
@@ -142,7 +141,7 @@ class SumTree:
         if not total > 0.0:
             return None
         v = rng.random(batch_size)
-        v += self._arange(batch_size)
+        v += self._scratch(batch_size)[3]  # segment k starts at k * total / batch_size
         v *= total / batch_size
         return self._descend(v, prefix)
 
@@ -171,7 +170,7 @@ class SumTree:
         positive leaf before it, which is the last positive leaf under the node ``v`` ran past.
         """
         width = self.fanout
-        running, row_start, row_last = self._scratch(v.size)
+        running, row_start, row_last, _ = self._scratch(v.size)
         node = prefix[1:-1].searchsorted(v, "right")  # the last top node if v ran past
         v -= prefix.take(node)
         inclusive = running[1:]  # running[0] stays 0: the mass before the first row
@@ -192,21 +191,20 @@ class SumTree:
             values = leaves.take(node)
         return node, values
 
-    def _scratch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A zeroed float64 array for ``batch_size`` rows of children after a leading 0, and
-        each row's first and last index in it; kept per batch size, as a learner samples one
-        size again and again."""
+    def _scratch(self, batch_size: int) -> tuple[np.ndarray, ...]:
+        """Per batch size, kept because a learner samples one size again and again: a zeroed
+        float64 array for ``batch_size`` rows of children after a leading 0, each row's first
+        and last index in it, and ``0 .. batch_size - 1`` as float64 (the segment numbers)."""
         found = self._scratch_by_size.get(batch_size)
         if found is None:
             starts = np.arange(batch_size, dtype=np.int64) * self.fanout
-            found = (np.zeros(batch_size * self.fanout + 1), starts, starts + self.fanout - 1)
+            found = (
+                np.zeros(batch_size * self.fanout + 1),
+                starts,
+                starts + self.fanout - 1,
+                np.arange(batch_size, dtype=np.float64),
+            )
             self._scratch_by_size[batch_size] = found
-        return found
-
-    def _arange(self, n: int) -> np.ndarray:
-        found = self._aranges.get(n)
-        if found is None:
-            found = self._aranges[n] = np.arange(n, dtype=np.float64)
         return found
 
     def _check(self, indices: np.ndarray) -> np.ndarray:
