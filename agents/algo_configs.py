@@ -41,8 +41,10 @@ class DQNConfig:
     """Agent steps (summed over envs) between two rounds of updates (Nature: 4)."""
     gradient_steps: int = 1
     """Optimizer updates per round."""
-    target_update_interval: int = 10_000
-    """Optimizer *updates* between target-network syncs (Nature: 10,000 updates = 40k steps)."""
+    target_update_steps: int = 10_000
+    """Agent steps (summed over envs) between target-network syncs. DeepMind's DQN code and
+    Dopamine count this period in agent steps: the Nature paper's "10,000" is 10k agent steps
+    (2,500 updates at ``train_freq`` 4)."""
     tau: float = 1.0
     """Target sync: 1.0 = hard copy; < 1 = Polyak averaging theta' <- tau*theta + (1-tau)*theta'."""
     loss: Literal["huber", "mse"] = "huber"
@@ -53,8 +55,9 @@ class DQNConfig:
     """Exploration epsilon at step 0."""
     epsilon_final: float = 0.1
     """Exploration epsilon after ``epsilon_decay_steps``."""
-    epsilon_decay_steps: int = 250_000
-    """Agent steps of linear epsilon annealing (Nature: 1M frames = 250k agent steps)."""
+    epsilon_decay_steps: int = 1_000_000
+    """Agent steps of linear epsilon annealing, counted from ``learning_starts`` (as in DeepMind's
+    DQN code and Dopamine: the Nature paper's "1M frames" is 1M agent steps after replay start)."""
     prioritized: bool = False
     """Proportional prioritised replay (Schaul et al. 2016)."""
     per_alpha: float = 0.6
@@ -75,7 +78,7 @@ class DQNConfig:
         """Cross-field problems, as ``(key, message)`` lines for ``ConfigError``."""
         problems = []
         positive = ("n_step", "buffer_size", "batch_size", "train_freq", "gradient_steps",
-                    "target_update_interval")
+                    "target_update_steps")
         for name in positive:
             if getattr(self, name) < 1:
                 problems.append(f"agent.{name} must be >= 1, got {getattr(self, name)}")

@@ -109,6 +109,8 @@ class OptimConfig:
     """L2 / decoupled weight decay (never applied to biases and norm layers)."""
     centered: bool = False
     """Centred RMSProp (divide by the gradient's variance, not its second moment)."""
+    initial_accumulator: float = 1.0
+    """rmsprop_tf: starting value of the squared-gradient average (TF1: 1; DeepMind's DQN: 0)."""
     max_grad_norm: float | None = None
     """Clip the global gradient norm to this value; null = no clipping."""
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"

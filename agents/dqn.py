@@ -227,7 +227,10 @@ class DQNLearner:
         else:
             self.replay = ReplayBuffer(agent.buffer_size, obs_shape, **replay_kwargs)
 
-        self.epsilon = Linear(agent.epsilon_start, agent.epsilon_final, agent.epsilon_decay_steps)
+        # Epsilon anneals after the replay start (DeepMind's DQN code, Dopamine); before it every
+        # action is epsilon_start-random anyway.
+        self.epsilon = Linear(agent.epsilon_start, agent.epsilon_final,
+                              max(1, agent.epsilon_decay_steps), begin=agent.learning_starts)
         self.beta = Linear(agent.per_beta_start, agent.per_beta_final, cfg.train.steps)
         self.rng = np.random.default_rng(own_seed)
         self.eval_rng = np.random.default_rng(seed + 1)
@@ -238,6 +241,7 @@ class DQNLearner:
         self._can_sample = False
         self.env_steps = 0
         self.next_round = agent.learning_starts
+        self.next_target_sync = agent.target_update_steps
         self.next_log = cfg.train.log_every
         self._reset_accumulators()
 
@@ -258,6 +262,9 @@ class DQNLearner:
             if self._ready():
                 for _ in range(self.agent.gradient_steps):
                     self._learn()
+        while self.env_steps >= self.next_target_sync:
+            self.next_target_sync += self.agent.target_update_steps
+            self._sync_target()
         if self.env_steps < self.next_log:
             return {}
         self.next_log += self.cfg.train.log_every
@@ -306,8 +313,6 @@ class DQNLearner:
         stats = self.update.update(out.loss)
         if agent.prioritized:
             self.replay.update_priorities(batch.indices, out.td_error.abs().cpu().numpy())
-        if stats.updates % agent.target_update_interval == 0:
-            self._sync_target()
         self._acc["loss"] += out.loss.detach()
         self._acc["q_mean"] += out.q_taken.mean()
         self._acc["grad_norm"] += stats.grad_norm
@@ -357,6 +362,7 @@ class DQNLearner:
             "update": self.update.state_dict(),
             "env_steps": self.env_steps,
             "next_round": self.next_round,
+            "next_target_sync": self.next_target_sync,
             "next_log": self.next_log,
             "rng": self.rng.bit_generator.state,
             "eval_rng": self.eval_rng.bit_generator.state,
@@ -371,6 +377,7 @@ class DQNLearner:
         self.update.load_state_dict(state["update"])
         self.env_steps = int(state["env_steps"])
         self.next_round = int(state["next_round"])
+        self.next_target_sync = int(state["next_target_sync"])
         self.next_log = int(state["next_log"])
         self.rng.bit_generator.state = state["rng"]
         self.eval_rng.bit_generator.state = state["eval_rng"]

@@ -4,7 +4,8 @@ Why a second RMSProp: PyTorch's ``torch.optim.RMSprop`` divides by ``sqrt(ms) + 
 the mean-square accumulator at 0. TensorFlow 1's ``RMSPropOptimizer``, which the DQN (Mnih et al.
 2015) and PAAC (Clemente et al. 2017) code used, divides by ``sqrt(ms + eps)`` and starts the
 accumulator at 1. With PAAC's ``eps = 0.1`` the two differ a lot, and A2C-family results only
-reproduce with the TF form (see /work/shared/REFERENCES.md), so ``RMSpropTF`` implements it exactly.
+reproduce with the TF form (a finding of the PyTorch A2C ports), so ``RMSpropTF`` implements it
+exactly.
 
 ``build_optimizer`` puts biases and normalisation-layer parameters in a group without weight decay:
 decaying a bias or a norm gain towards zero regularises nothing useful and only shifts activations.
@@ -150,7 +151,9 @@ class OptimizerConfig:
     """Which optimizer and its hyperparameters; field names match the ``optim`` config section.
 
     ``alpha`` is RMSProp's squared-gradient decay, ``eps`` its (or Adam's) epsilon, ``momentum``
-    SGD's or RMSProp's momentum, ``betas`` Adam's, ``centered`` RMSProp's centring.
+    SGD's or RMSProp's momentum, ``betas`` Adam's, ``centered`` RMSProp's centring, and
+    ``initial_accumulator`` the starting value of ``rmsprop_tf``'s squared-gradient average (TF1's
+    ``RMSPropOptimizer``: 1; DeepMind's Lua DQN: 0).
     """
 
     name: str = "adam"
@@ -162,6 +165,7 @@ class OptimizerConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     centered: bool = False
+    initial_accumulator: float = 1.0
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
@@ -183,6 +187,10 @@ class OptimizerConfig:
             raise ValueError(f"optim.betas must both be in [0, 1), got {self.betas}")
         if not self.weight_decay >= 0:
             raise ValueError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        if not self.initial_accumulator >= 0:
+            raise ValueError(
+                f"optim.initial_accumulator must be >= 0, got {self.initial_accumulator}"
+            )
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -222,7 +230,7 @@ def build_optimizer(module: nn.Module, cfg: OptimizerConfig) -> Optimizer:
     if cfg.name == "rmsprop_tf":
         return RMSpropTF(
             groups, lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum,
-            centered=cfg.centered,
+            centered=cfg.centered, initial_accumulator=cfg.initial_accumulator,
         )
     if cfg.name == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CARTPOLE_DQN = str(ROOT / "configs" / "cartpole_dqn.yaml")
 SMALL_DQN = ["--set", "agent.learning_starts=40", "--set", "agent.train_freq=4",
              "--set", "agent.batch_size=8", "--set", "agent.mlp_hidden=[8]",
-             "--set", "agent.epsilon_decay_steps=200", "--set", "agent.target_update_interval=5",
+             "--set", "agent.epsilon_decay_steps=200", "--set", "agent.target_update_steps=20",
              "--set", "env.num_envs=2", "--set", "train.eval_every=0",
              "--set", "train.log_every=40", "--set", "train.progress=false",
              "--set", "checkpoint.every=0", "--set", "train.threads=1",

@@ -127,7 +127,7 @@ def test_plain_dqn_is_never_double():
 
 def small_cartpole(tmp_path: Path, *extra: str):
     overrides = ["agent.learning_starts=50", "agent.train_freq=4", "agent.gradient_steps=2",
-                 "agent.target_update_interval=5", "agent.batch_size=16",
+                 "agent.target_update_steps=10", "agent.batch_size=16",
                  "agent.epsilon_decay_steps=100", "agent.epsilon_final=0.04",
                  "agent.mlp_hidden=[16]", "train.log_every=100",
                  "train.steps=1000", "env.num_envs=2", *extra]
@@ -140,7 +140,7 @@ def test_learner_schedule_counts_and_target_syncs(tmp_path):
     try:
         syncs = []
         original = learner._sync_target
-        learner._sync_target = lambda: (syncs.append(learner.update.updates), original())[1]
+        learner._sync_target = lambda: (syncs.append(learner.env_steps), original())[1]
         logged = []
         for _ in range(100):  # 200 agent steps over 2 envs
             scalars = learner.train_iteration()
@@ -149,8 +149,11 @@ def test_learner_schedule_counts_and_target_syncs(tmp_path):
         assert learner.env_steps == 200
         # rounds at agent steps 50, 54, ..., 198 -> 38 rounds x 2 gradient steps
         assert learner.update.updates == 38 * 2
-        assert syncs == list(range(5, 77, 5))
+        # the target period counts agent steps (DeepMind's code, Dopamine), not updates
+        assert syncs == list(range(10, 201, 10))
         assert [step for step, _ in logged] == [100, 200]
+        # epsilon anneals over epsilon_decay_steps counted from learning_starts (50)
+        assert learner.epsilon(50) == 1.0 and learner.epsilon(100) == pytest.approx(0.52)
         assert logged[1][1]["train/epsilon"] == pytest.approx(0.04)
         assert {"train/loss", "train/q_mean", "train/grad_norm", "train/lr"} <= set(logged[1][1])
         # after a sync the target equals the online net; Polyak would differ

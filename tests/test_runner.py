@@ -24,7 +24,7 @@ PONG = str(ROOT / "configs" / "pong_dqn.yaml")
 SMALL_CARTPOLE = [
     "--set", "train.progress=false", "--set", "agent.learning_starts=100",
     "--set", "agent.train_freq=4", "--set", "agent.gradient_steps=2",
-    "--set", "agent.target_update_interval=10", "--set", "agent.batch_size=16",
+    "--set", "agent.target_update_steps=20", "--set", "agent.batch_size=16",
     "--set", "agent.mlp_hidden=[16]", "--set", "agent.epsilon_decay_steps=400",
     "--set", "env.num_envs=2", "--set", "train.log_every=100", "--set", "train.eval_every=300",
     "--set", "train.eval_episodes=2", "--set", "checkpoint.every=250",
@@ -89,7 +89,7 @@ def test_pong_smoke_train_resume_evaluate(tmp_path, capsys):
     tiny = ["--set", "train.progress=false", "--set", "agent.buffer_size=2000",
             "--set", "agent.learning_starts=600", "--set", "agent.batch_size=8",
             "--set", "agent.train_freq=8",
-            "--set", "agent.target_update_interval=50", "--set", "train.log_every=500",
+            "--set", "agent.target_update_steps=400", "--set", "train.log_every=500",
             "--set", "checkpoint.every=1000", "--set", "env.max_episode_frames=1000",
             "--set", "train.threads=1", "--set", "env.backend=sync"]
     assert main(["train", PONG, "--run-dir", str(run), "--steps", "1200", *tiny]) == 0
