@@ -9,7 +9,9 @@ only go forward:
   after the resumed segment's first step were replayed (or lost with the killed process) and are
   dropped: the later segment is the one the checkpoint continued.
 * Wall time counts only time spent running: each segment's clock starts where the kept part of the
-  previous one ended, so the hours between a Ctrl-C and the ``--resume`` are not counted.
+  previous one ended, so the hours between a Ctrl-C and the ``--resume`` are not counted. It runs
+  from the moment each segment opened its event file, so it includes the seconds spent building
+  the envs (the runner's own ``elapsed`` in ``last.pt`` starts after them).
 
 Frames are agent steps times the run's frame skip for Atari ids (1 for other envs).
 """

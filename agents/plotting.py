@@ -86,6 +86,7 @@ def plot_learning_curves(
         by_frames.axhline(ref.score, label=f"{ref.label}: {ref.score:g}", **style)
         by_wall.axhline(ref.score, **style)
     for axes in (by_frames, by_wall):
+        axes.set_xlim(left=0)
         axes.grid(alpha=0.3)
     by_frames.legend(loc="best", fontsize="small")
     if title:
