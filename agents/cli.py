@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from agents.config import ConfigError
+from agents.config import ConfigError, seed_problem
+from rlkit.atomic import OutputPathError, check_writable
 from rlkit.checkpoint import CheckpointError
 from rlkit.device import DeviceError, resolve_device
 from rlkit.distributed import DistributedError, launch, under_launcher
 
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, CheckpointError, DeviceError,
-                                            DistributedError)
+                                            DistributedError, OutputPathError)
 """Exceptions that mean "the user asked for something wrong" (plus ``runner.RunError``)."""
 
 
@@ -66,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_seed(seed: int) -> None:
+    problem = seed_problem(seed, "--seed")
+    if problem is not None:
+        raise ConfigError(problem)
+
+
 def _train(args: argparse.Namespace) -> int:
     from agents.runner import resume_run, start_run
 
@@ -85,6 +92,7 @@ def _train(args: argparse.Namespace) -> int:
             raise ConfigError("missing CONFIG; use rlkit train configs/NAME.yaml or "
                               "rlkit train --resume RUN_DIR")
         if args.seed is not None:
+            _check_seed(args.seed)
             overrides.append(f"train.seed={args.seed}")
         runner = start_run(args.config, overrides, args.run_dir)
     if runner.dist.is_main:
@@ -97,6 +105,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    _check_seed(args.seed)
+    # Outputs are checked before the games are played: a late failure would lose the scores.
+    if args.json is not None:
+        check_writable(args.json, "--json")
+    if args.video is not None:
+        check_writable(args.video, "--video", directory=True)
     result = evaluate_checkpoint(
         args.checkpoint, episodes=args.episodes, epsilon=args.epsilon, greedy=args.greedy,
         seed=args.seed, video_dir=args.video, device=resolve_device(args.device),

@@ -39,6 +39,18 @@ class ConfigError(ValueError):
     """A config file or ``--set`` override is invalid; the message is one line naming the fix."""
 
 
+MAX_SEED = 2**32 - 1
+"""Largest seed: numpy's global generator (``np.random.seed``) takes seeds in 0 .. 2**32 - 1."""
+
+
+def seed_problem(seed: int, key: str) -> str | None:
+    """Why ``seed`` (named ``key`` for the user) cannot seed a run, or None if it can."""
+    if not 0 <= seed <= MAX_SEED:
+        return (f"{key} must be in 0..{MAX_SEED} (numpy's seed range), got {seed}; "
+                "pass a seed in that range")
+    return None
+
+
 @dataclass
 class EnvConfig:
     """Which environment to train on, and the Atari preprocessing options of ``envs.make_atari``.
@@ -191,6 +203,9 @@ class TrainConfig:
             problems.append(f"train.threads must be >= 1 or null, got {self.threads}")
         if not 0.0 <= self.eval_epsilon <= 1.0:
             problems.append(f"train.eval_epsilon must be in [0, 1], got {self.eval_epsilon}")
+        seed = seed_problem(self.seed, "train.seed")
+        if seed is not None:
+            problems.append(seed)
         return problems
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import random
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from agents.environments import make_eval_env
 from agents.evaluate import CHECKPOINT_FORMAT, play_games, read_checkpoint
 from agents.learner import Learner
 from agents.paac import PAACLearner
+from rlkit.atomic import check_writable
 from rlkit.checkpoint import rng_state, save_checkpoint, set_rng_state
 from rlkit.device import resolve_device
 from rlkit.distributed import DistributedContext, init_distributed
@@ -260,16 +262,37 @@ def start_run(config_path: str | Path, overrides: list[str], run_dir: str | Path
     return _runner(cfg, run_dir, dist, None)
 
 
+def _make_run_dir(run_dir: Path) -> Path | None:
+    """Create ``run_dir`` (one clear line if it cannot be); returns the topmost directory this
+    call created (``run_dir`` or one of its parents), None if ``run_dir`` existed."""
+    check_writable(run_dir, "run directory", directory=True)
+    top, probe = None, run_dir
+    while not probe.exists():
+        top, probe = probe, probe.parent
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create run directory {run_dir} ({exc.strerror}); pass another "
+                       "--run-dir") from None
+    return top
+
+
 def _runner(cfg: Config, run_dir: Path, dist: DistributedContext,
             resume: dict[str, Any] | None) -> Runner:
-    """Build the runner; a failure (e.g. a world-size mismatch) still closes the process group."""
+    """Build the runner. A failure (e.g. a world-size mismatch) still closes the process group,
+    and a new run directory made here is removed again, so a refused run leaves no debris."""
+    created = None
     try:
         if resume is None and (run_dir / "checkpoints" / "last.pt").exists():
             raise RunError(f"run directory {run_dir} already holds a checkpoint; continue it "
                            f"with --resume {run_dir} or pick another --run-dir")
+        if dist.is_main:
+            created = _make_run_dir(run_dir)
         return Runner(cfg, run_dir, resume=resume, dist=dist)
     except BaseException:
         dist.close()
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise
 
 
