@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from agents.config import ConfigError, seed_problem
-from rlkit.atomic import OutputPathError, check_writable
+from rlkit.atomic import OutputPathError, check_writable, write_text
 from rlkit.checkpoint import CheckpointError
 from rlkit.device import DeviceError, resolve_device
 from rlkit.distributed import DistributedError, launch, under_launcher
@@ -76,21 +76,23 @@ def _check_seed(seed: int) -> None:
 def _train(args: argparse.Namespace) -> int:
     from agents.runner import resume_run, start_run
 
-    overrides = list(args.overrides)
-    if args.steps is not None:
-        overrides.append(f"train.steps={args.steps}")
     if args.device is not None:
         resolve_device(args.device)  # fail now, before anything is built
-        overrides.append(f"train.device={args.device}")
     if args.resume is not None:
-        if args.config is not None or args.overrides or args.seed is not None:
+        if (args.config is not None or args.overrides or args.seed is not None
+                or args.run_dir is not None):
             raise ConfigError("--resume continues a run with its own config; pass only "
                               "--resume RUN_DIR [--steps N] [--device D]")
-        runner = resume_run(args.resume, overrides)
+        runner = resume_run(args.resume, steps=args.steps, device=args.device)
     else:
         if args.config is None:
             raise ConfigError("missing CONFIG; use rlkit train configs/NAME.yaml or "
                               "rlkit train --resume RUN_DIR")
+        overrides = list(args.overrides)
+        if args.steps is not None:
+            overrides.append(f"train.steps={args.steps}")
+        if args.device is not None:
+            overrides.append(f"train.device={args.device}")
         if args.seed is not None:
             _check_seed(args.seed)
             overrides.append(f"train.seed={args.seed}")
@@ -117,9 +119,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     print(result.line())
     if args.json is not None:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result.summary(), indent=2) + "\n")
+        write_text(args.json, json.dumps(result.summary(), indent=2) + "\n")
     if args.video is not None:
         print(f"video: {Path(args.video) / 'game0.mp4'}")
     return 0

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import re
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from typing import Any, Literal
 import yaml
 
 from agents.algo_configs import DQNConfig, PAACConfig
+from rlkit.atomic import write_text
 
 ALGO_CONFIGS: dict[str, type] = {
     "dqn": DQNConfig,
@@ -453,6 +452,27 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return config_from_dict(apply_overrides(raw, list(overrides)))
 
 
+def change_budget(cfg: Config, steps: int) -> list[str]:
+    """Set ``cfg.train.steps`` to ``steps`` without changing anything else about the run.
+
+    A schedule whose horizon key is null follows ``train.steps`` (PAAC's and DQN's LR annealing,
+    prioritised replay's beta annealing); a new budget on resume would silently stretch it. Each
+    such horizon in use is pinned to the old budget first; returns the keys pinned.
+    """
+    pinned = []
+    if cfg.optim.lr_schedule != "constant" and cfg.optim.lr_decay_steps is None:
+        cfg.optim.lr_decay_steps = cfg.train.steps
+        pinned.append("optim.lr_decay_steps")
+    if getattr(cfg.agent, "prioritized", False) and cfg.agent.per_beta_steps is None:
+        cfg.agent.per_beta_steps = cfg.train.steps
+        pinned.append("agent.per_beta_steps")
+    cfg.train.steps = steps
+    problems = cfg.train.validate()
+    if problems:
+        raise ConfigError(problems[0])
+    return pinned
+
+
 def config_to_dict(cfg: Config) -> dict[str, Any]:
     """Plain nested dict (lists, no tuples) that ``config_from_dict`` turns back into ``cfg``."""
 
@@ -468,17 +488,5 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 def dump_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config (every field, defaults included) atomically as YAML."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a config is meant to be read and shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, text)

@@ -231,7 +231,8 @@ class DQNLearner:
         # action is epsilon_start-random anyway.
         self.epsilon = Linear(agent.epsilon_start, agent.epsilon_final,
                               max(1, agent.epsilon_decay_steps), begin=agent.learning_starts)
-        self.beta = Linear(agent.per_beta_start, agent.per_beta_final, cfg.train.steps)
+        self.beta = Linear(agent.per_beta_start, agent.per_beta_final,
+                           agent.per_beta_steps or cfg.train.steps)
         self.rng = np.random.default_rng(own_seed)
         self.eval_rng = np.random.default_rng(seed + 1)
         self.tracker = EpisodeTracker(self.num_envs)

@@ -19,6 +19,7 @@ import collections
 import random
 import shutil
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +31,20 @@ import torch
 from tqdm import tqdm
 
 import envs
-from agents.config import Config, ConfigError, config_to_dict, dump_config, load_config
+from agents.config import (
+    Config,
+    ConfigError,
+    change_budget,
+    config_to_dict,
+    dump_config,
+    load_config,
+)
 from agents.dqn import DQNLearner
 from agents.environments import make_eval_env
 from agents.evaluate import CHECKPOINT_FORMAT, play_games, read_checkpoint
 from agents.learner import Learner
 from agents.paac import PAACLearner
-from rlkit.atomic import check_writable
+from rlkit.atomic import check_writable, remove_stale_temps
 from rlkit.checkpoint import rng_state, save_checkpoint, set_rng_state
 from rlkit.device import resolve_device
 from rlkit.distributed import DistributedContext, init_distributed
@@ -109,6 +117,7 @@ class Runner:
         keep_freed_memory()  # fewer page faults per update (see rlkit/malloc.py)
         check_env_id(cfg.env.id)
         if self.dist.is_main:
+            remove_stale_temps(self.ckpt_dir)  # left by a save killed mid-write (kill -9)
             dump_config(cfg, self.run_dir / "config.yaml")
         seed_everything(cfg.train.seed)  # same on every rank: identical network init
         self.logger = Logger(self.run_dir if self.dist.is_main else None)
@@ -186,7 +195,9 @@ class Runner:
         return self.dist.any_true(self._stop_signal is not None or self._target_reached)
 
     def run(self) -> int:
-        """Train to the budget (or a signal), checkpoint, and return the exit code (0)."""
+        """Train to the budget (or a signal), checkpoint, and return the exit code: 0, or
+        128 + the signal number when a signal stopped the run (130 SIGINT, 143 SIGTERM), the
+        shell's convention, so ``rlkit train ... && rlkit evaluate ...`` stops there."""
         cfg, learner, state = self.cfg, self.learner, self.state
         total = cfg.train.steps
         handlers = {sig: signal.signal(sig, self._on_signal)
@@ -234,8 +245,9 @@ class Runner:
             self.logger.close()
             learner.close()
             self.dist.close()
+        code = 0 if self._stop_signal is None else 128 + self._stop_signal
         if not self.dist.is_main:
-            return 0
+            return code
         if self._target_reached:
             print(f"rlkit: evaluation reached train.target_score={cfg.train.target_score} at "
                   f"step {learner.env_steps}; stopped early (best.pt holds that policy)")
@@ -243,7 +255,7 @@ class Runner:
             name = signal.Signals(self._stop_signal).name
             print(f"rlkit: {name} at step {learner.env_steps}: checkpoint written to {path}; "
                   f"continue with: rlkit train --resume {self.run_dir}")
-        return 0
+        return code
 
 
 def default_run_dir(config_path: str | Path) -> Path:
@@ -296,8 +308,10 @@ def _runner(cfg: Config, run_dir: Path, dist: DistributedContext,
         raise
 
 
-def resume_run(run_dir: str | Path, overrides: list[str]) -> Runner:
-    """Continue ``run_dir`` from ``checkpoints/last.pt`` (``overrides``: steps/device only)."""
+def resume_run(run_dir: str | Path, *, steps: int | None = None, device: str | None = None
+               ) -> Runner:
+    """Continue ``run_dir`` from ``checkpoints/last.pt``, optionally to a new budget of ``steps``
+    agent steps (schedules keep their horizons) or on another ``device``."""
     run_dir = Path(run_dir)
     last = run_dir / "checkpoints" / "last.pt"
     if not run_dir.is_dir():
@@ -307,5 +321,34 @@ def resume_run(run_dir: str | Path, overrides: list[str]) -> Runner:
         raise RunError(f"run directory {run_dir} has no checkpoints/last.pt to resume from; "
                        "start a new run with rlkit train CONFIG")
     ckpt, _ = read_checkpoint(last)
-    cfg = load_config(run_dir / "config.yaml", overrides)
-    return _runner(cfg, run_dir, init_distributed(cfg.train.device), ckpt)
+    cfg = load_config(run_dir / "config.yaml", [] if device is None else [f"train.device={device}"])
+    notes = _resume_notes(cfg, ckpt, steps)
+    dist = init_distributed(cfg.train.device)
+    if dist.is_main:
+        for note in notes:
+            print(f"rlkit: {note}", file=sys.stderr)
+    return _runner(cfg, run_dir, dist, ckpt)
+
+
+def _resume_notes(cfg: Config, ckpt: dict[str, Any], steps: int | None) -> list[str]:
+    """Apply a new budget to ``cfg`` and say, one line each, how this resume differs from a run
+    that never stopped; ``RunError`` if there is nothing left to train."""
+    current = int(ckpt["learner"]["env_steps"])
+    notes = []
+    if steps is not None and steps <= current:
+        raise RunError(f"--steps {steps} is not above the run's current step {current}; pass a "
+                       f"larger budget (the stored one is {cfg.train.steps})")
+    if steps is None and current >= cfg.train.steps:
+        raise RunError(f"the run already reached its budget of {cfg.train.steps} agent steps; "
+                       f"pass --steps N with N > {current} to train further")
+    if steps is not None and steps != cfg.train.steps:
+        old = cfg.train.steps
+        pinned = change_budget(cfg, steps)
+        kept = (f"; {' and '.join(pinned)} pinned to {old} so the schedules keep their horizon"
+                if pinned else "")
+        notes.append(f"budget changed from {old} to {steps} agent steps{kept}")
+    learner = ckpt["learner"]
+    if "replay" in learner and learner["replay"] is None:
+        notes.append("last.pt holds no replay buffer (checkpoint.save_replay); the buffer refills "
+                     "from scratch before updates resume, so this is not an exact continuation")
+    return notes
