@@ -50,6 +50,13 @@ def seed_problem(seed: int, key: str) -> str | None:
     return None
 
 
+ATARI_ONLY_KEYS: tuple[str, ...] = (
+    "frame_skip", "frame_stack", "screen_size", "noop_max", "episodic_life", "clip_rewards",
+    "fire_reset", "repeat_action_probability", "max_episode_frames",
+)
+"""``env`` keys that only Atari ids use (the Atari preprocessing of ``envs.make_atari``)."""
+
+
 @dataclass
 class EnvConfig:
     """Which environment to train on, and the Atari preprocessing options of ``envs.make_atari``.
@@ -84,9 +91,7 @@ class EnvConfig:
 
     def atari_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``envs.make_atari`` / ``make_vector_env`` on an Atari id."""
-        names = ("frame_skip", "frame_stack", "screen_size", "noop_max", "episodic_life",
-                 "clip_rewards", "fire_reset", "repeat_action_probability", "max_episode_frames")
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in ATARI_ONLY_KEYS}
 
     def validate(self) -> list[str]:
         problems = []
@@ -250,6 +255,10 @@ SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "checkpoint": CheckpointConfig,
 }
+"""The sections with a fixed dataclass (``agent``'s depends on ``agent.algo``)."""
+
+SECTION_NAMES: tuple[str, ...] = ("env", "agent", *(s for s in SECTIONS if s != "env"))
+"""Every top-level key, once each, in the order of a config file."""
 
 
 # --------------------------------------------------------------------------- YAML loading
@@ -381,10 +390,9 @@ def config_from_dict(raw: Any) -> Config:
     """Build and validate a ``Config`` from a parsed YAML mapping."""
     if not isinstance(raw, dict):
         raise ConfigError(f"a config must be a mapping with sections env, agent, ...; got {raw!r}")
-    valid = ["env", "agent", *[s for s in SECTIONS if s != "env"]]
     for key in raw:
-        if key not in valid:
-            raise unknown_key_error(str(key), valid)
+        if key not in SECTION_NAMES:
+            raise unknown_key_error(str(key), list(SECTION_NAMES))
     for required in ("env", "agent"):
         if required not in raw:
             raise ConfigError(f"missing required section {required!r}; add it to the config")
@@ -418,8 +426,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     """Apply ``--set section.key=value`` overrides to a raw mapping (validation comes after)."""
     for text in overrides:
         (section, key), value = parse_override(text)
-        if section not in ("env", "agent", *SECTIONS):
-            raise unknown_key_error(section, ["env", "agent", *SECTIONS])
+        if section not in SECTION_NAMES:
+            raise unknown_key_error(section, list(SECTION_NAMES))
         current = raw.get(section)
         raw[section] = dict(current) if isinstance(current, dict) else {}
         raw[section][key] = value
@@ -487,6 +495,15 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 
 def dump_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config (every field, defaults included) atomically as YAML."""
-    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
-    write_text(path, text)
+    """Write the resolved config (every field, defaults included) atomically as YAML.
+
+    A non-Atari env leaves out the Atari-only ``env`` keys: they do not apply to it, and a
+    ``frame_skip: 4`` in a CartPole run's config would suggest they do (loading the file back
+    fills in the same defaults).
+    """
+    from envs import is_atari  # envs imports gymnasium and ale-py: only when writing a config
+
+    raw = config_to_dict(cfg)
+    if not is_atari(cfg.env.id):
+        raw["env"] = {k: v for k, v in raw["env"].items() if k not in ATARI_ONLY_KEYS}
+    write_text(path, yaml.safe_dump(raw, sort_keys=False, default_flow_style=None))

@@ -176,7 +176,7 @@ class DQNLearner:
     ``train_freq`` agent steps past ``learning_starts``, ``gradient_steps`` updates. Scalars
     are accumulated on the device and returned (one host sync) once every ``train.log_every``
     agent steps; ``update/*`` monitors (grad norm, update/weight ratio, ...) come from
-    ``UpdateStep`` and are indexed by optimizer update.
+    ``UpdateStep``, logged at the agent step like every other curve.
 
     Data-parallel (``dist`` with N ranks, see docs/distributed.md): every rank steps its own
     ``num_envs`` envs into its own replay buffer and gradients are averaged over ranks, so one
@@ -210,7 +210,8 @@ class DQNLearner:
             self.q, build_optimizer(self.q, cfg.optim.optimizer_config()),
             max_grad_norm=cfg.optim.max_grad_norm,
             lr_schedule=cfg.optim.lr_schedule_over(decay_updates),
-            monitor_every=max(1, updates_per_log), logger=logger,
+            monitor_every=max(1, updates_per_log),
+            logger=logger.with_x_axis(lambda: self.env_steps),  # one x-axis: agent steps
             grad_sync=self.dist.average_gradients if self.dist.is_distributed else None,
         )
 

@@ -293,7 +293,8 @@ class PAACLearner:
             self.net, build_optimizer(self.net, cfg.optim.optimizer_config()),
             max_grad_norm=cfg.optim.max_grad_norm,
             lr_schedule=cfg.optim.lr_schedule_over(decay_updates),
-            monitor_every=max(1, cfg.train.log_every // steps_per_update), logger=logger,
+            monitor_every=max(1, cfg.train.log_every // steps_per_update),
+            logger=logger.with_x_axis(lambda: self.env_steps),  # one x-axis: agent steps
             grad_sync=self.dist.average_gradients if self.dist.is_distributed else None,
         )
         # Own generators: resume restores them exactly, and evaluation never shifts training.

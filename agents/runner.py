@@ -2,10 +2,13 @@
 checkpoints, periodic evaluation, resume, and clean shutdown on Ctrl-C / SIGTERM.
 
 A run directory holds ``config.yaml`` (the resolved config), ``checkpoints/last.pt`` (written
-every ``checkpoint.every`` agent steps, at the end, and on SIGINT/SIGTERM), ``checkpoints/best.pt``
-(the best periodic evaluation) and TensorBoard event files. ``--resume RUN_DIR`` continues the
-run exactly where ``last.pt`` left it: step counters, schedules, optimizer, every RNG, the replay
-buffer when it was saved, and (for in-process envs that pickle) the episodes in progress.
+every ``checkpoint.every`` agent steps, at the end, and on SIGINT/SIGTERM, after which the run
+exits 130/143), ``checkpoints/best.pt`` (the best periodic evaluation) and TensorBoard event files
+(every curve against agent steps). ``--resume RUN_DIR`` continues the run exactly where
+``last.pt`` left it: step counters, schedules, optimizer, every RNG, the replay buffer when it was
+saved (without it the resume says it is not exact), and (for in-process envs that pickle) the
+episodes in progress. ``--resume RUN_DIR --steps N`` raises the budget only: schedules that
+followed ``train.steps`` keep their horizon (``config.change_budget``).
 
 Data-parallel runs (``rlkit train --nproc N`` or torchrun; docs/distributed.md): every rank runs
 this runner with its own learner; rank 0 alone writes the config, TensorBoard, checkpoints and

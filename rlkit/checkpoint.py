@@ -37,12 +37,6 @@ def save_checkpoint(path: str | Path, obj: dict[str, Any]) -> Path:
     return Path(path)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    msg = text[0] if text else type(exc).__name__
-    return msg if len(msg) <= 200 else msg[:197] + "..."
-
-
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint dict; raise ``CheckpointError`` with a one-line message on failure."""
     path = Path(path)
@@ -61,13 +55,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
         AttributeError, ImportError, IndexError, KeyError, TypeError, OSError,
     ) as exc:
+        # torch's reader text ("PytorchStreamReader failed ... central directory") names its zip
+        # internals, not the problem; it stays on the exception chain for debugging.
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or not an rlkit checkpoint: {_one_line(exc)}"
+            f"{path} is not a valid checkpoint (truncated, corrupt, or not written by torch.save); "
+            "pass a last.pt or best.pt written by rlkit train"
         ) from exc
     if not isinstance(obj, dict):
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or not an rlkit checkpoint: "
-            f"expected a dict, found {type(obj).__name__}"
+            f"{path} is not an rlkit checkpoint: expected a dict, found {type(obj).__name__}; "
+            "pass a last.pt or best.pt written by rlkit train"
         )
     return obj
 

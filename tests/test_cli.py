@@ -48,6 +48,11 @@ def assert_one_error_line(err: str, expected: str) -> None:
         (["train"], 1, "missing CONFIG; use rlkit train configs/NAME.yaml"),
         (["train", "--steps", "abc", CARTPOLE], 2, "argument --steps: invalid int value: 'abc'"),
         (["train", CARTPOLE, "--device", "tpu"], 1, "unknown device 'tpu'"),
+        (["train", CARTPOLE, "--device", "cuda:abc"], 1,
+         "malformed device 'cuda:abc'; use auto, cpu, cuda or cuda:N with N a GPU index"),
+        (["evaluate", "x.pt", "--device", "cuda:"], 1, "malformed device 'cuda:'"),
+        (["train", CARTPOLE, "--set", "nosection.key=1"], 1,
+         "unknown config key 'nosection'; valid keys: env, agent, optim, train, checkpoint"),
         (["evaluate", "missing/last.pt"], 1, "no checkpoint at missing/last.pt"),
         (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
     ],
@@ -85,7 +90,10 @@ def test_corrupt_and_foreign_checkpoints(capsys, tmp_path):
     bad.write_bytes(b"this is not a checkpoint")
     code, _, err = run_cli(capsys, "evaluate", str(bad))
     assert code == 1
-    assert_one_error_line(err, f"checkpoint {bad} is corrupt or not an rlkit checkpoint")
+    assert_one_error_line(err, f"{bad} is not a valid checkpoint (truncated, corrupt, or not "
+                               "written by torch.save); pass a last.pt or best.pt written by "
+                               "rlkit train")
+    assert "PytorchStreamReader" not in err and "central directory" not in err
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
     code, _, err = run_cli(capsys, "evaluate", str(foreign))

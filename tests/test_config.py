@@ -185,3 +185,25 @@ def test_prioritized_beta_anneals_over_its_own_horizon(tmp_path):
         assert learner.beta(200) == pytest.approx(0.7) and learner.beta(400) == 1.0
     finally:
         learner.close()
+
+
+def test_resolved_config_of_a_non_atari_env_lists_no_atari_keys(tmp_path):
+    import yaml
+
+    out = tmp_path / "config.yaml"
+    cartpole = load_config(write(tmp_path, MINIMAL))
+    dump_config(cartpole, out)
+    assert set(yaml.safe_load(out.read_text())["env"]) == {"id", "num_envs", "backend"}
+    assert load_config(out) == cartpole
+    pong = load_config(write(tmp_path, "env: {id: ALE/Pong-v5}\nagent: {algo: dqn}\n"))
+    dump_config(pong, out)
+    assert {"frame_skip", "noop_max", "max_episode_frames"} <= set(
+        yaml.safe_load(out.read_text())["env"])
+
+
+def test_unknown_section_lists_each_section_once(tmp_path):
+    for load in (lambda: load_config(write(tmp_path, MINIMAL), ["nosection.lr=0.1"]),
+                 lambda: load_config(write(tmp_path, MINIMAL + "nosection: {}\n"))):
+        with pytest.raises(ConfigError) as info:
+            load()
+        assert str(info.value).endswith("valid keys: env, agent, optim, train, checkpoint")

@@ -222,3 +222,23 @@ def test_nproc_ctrl_c_checkpoints_and_exits_130_without_launcher_traceback(tmp_p
     assert "SIGINT at step" in out and f"rlkit train --resume {run}" in out
     assert "Traceback" not in err and "SignalException" not in err, err
     assert load_checkpoint(run / "checkpoints" / "last.pt")["world_size"] == 2
+
+
+def test_every_tensorboard_curve_uses_agent_steps(tmp_path):
+    """update/*, activations/* (logged by UpdateStep, which counts updates) share the x-axis of
+    train/* and game/*: agent steps. 600 steps with 2 updates per 4 steps after step 100 make
+    about 250 updates, so an update-count axis would end near 250."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    assert main(["train", CARTPOLE, "--run-dir", str(run), "--steps", "600", *SMALL_CARTPOLE,
+                 "--set", "train.eval_every=0"]) == 0
+    events = EventAccumulator(str(run)).Reload()
+    tags = events.Tags()["scalars"]
+    steps = {tag: [e.step for e in events.Scalars(tag)] for tag in tags}
+    families = {tag.split("/")[0] for tag in tags}
+    assert {"train", "game", "update", "grad_norm", "update_ratio", "activations"} <= families
+    for tag, xs in steps.items():
+        assert max(xs) <= 600, tag
+        if tag.split("/")[0] in ("update", "grad_norm", "update_ratio", "activations"):
+            assert min(xs) > 100 and max(xs) > 500, (tag, xs)  # updates start at step 100
