@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint under the standard protocol",
                         description="Play full games (no life-loss episodes, unclipped score, "
-                                    "up to 30 no-op starts) and print score statistics.")
+                                    "up to 30 no-op starts) and print score statistics, the "
+                                    "human-normalised score (Atari) and the protocol.")
     ev.add_argument("checkpoint", help="RUN_DIR/checkpoints/last.pt or best.pt")
     ev.add_argument("--episodes", type=int, default=30, help="games to play (default 30)")
     ev.add_argument("--epsilon", type=float, default=0.05,
@@ -64,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--video", metavar="DIR", help="write an mp4 of the first game to DIR")
     ev.add_argument("--json", metavar="PATH", help="write the scores as JSON to PATH")
     ev.add_argument("--device", default="cpu", help="device for the network (default cpu)")
+    sticky = ev.add_mutually_exclusive_group()
+    sticky.add_argument("--sticky-actions", action="store_true",
+                        help="Machado et al. 2018's protocol: the emulator repeats the previous "
+                             "action with probability 0.25 (Atari)")
+    sticky.add_argument("--repeat-action-probability", type=float, metavar="P",
+                        help="sticky actions with probability P (default: the training config's)")
     return parser
 
 
@@ -103,7 +110,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from agents.evaluate import evaluate_checkpoint
+    from agents.evaluate import STICKY_ACTIONS, evaluate_checkpoint
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
@@ -116,8 +123,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(
         args.checkpoint, episodes=args.episodes, epsilon=args.epsilon, greedy=args.greedy,
         seed=args.seed, video_dir=args.video, device=resolve_device(args.device),
+        repeat_action_probability=STICKY_ACTIONS if args.sticky_actions
+        else args.repeat_action_probability,
     )
     print(result.line())
+    if result.protocol is not None:
+        print(result.protocol.line())
     if args.json is not None:
         write_text(args.json, json.dumps(result.summary(), indent=2) + "\n")
     if args.video is not None:

@@ -148,6 +148,8 @@ def _q_network(agent: DQNConfig, obs_space: gym.Space, action_space: gym.Space) 
 class DQNPolicy:
     """Epsilon-greedy acting from a trained Q-network (evaluation; no envs or replay)."""
 
+    explores_with_epsilon = True  # named in rlkit evaluate's protocol
+
     def __init__(self, q_net: QNetwork, n_actions: int, device: torch.device,
                  seed: int | None = None) -> None:
         self.q_net = q_net.eval()

@@ -194,6 +194,8 @@ class PAACPolicy:
     protocol and ignored: a stochastic policy explores by itself.
     """
 
+    explores_with_epsilon = False  # named in rlkit evaluate's protocol
+
     def __init__(self, net: ActorCritic, device: torch.device, seed: int | None = None) -> None:
         self.net = net.eval()
         self.device = device

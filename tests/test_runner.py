@@ -113,7 +113,8 @@ def test_pong_smoke_train_resume_evaluate(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "mean " in printed and "over 1 games" in printed
     summary = json.loads(out_json.read_text())
-    assert set(summary) == {"mean", "median", "std", "min", "max", "episodes", "returns"}
+    assert set(summary) == {"mean", "median", "std", "min", "max", "episodes", "returns",
+                            "env_id", "human_normalized", "protocol"}
     assert summary["episodes"] == 1 and len(summary["returns"]) == 1
     assert -21 <= summary["mean"] <= 21
     assert (video / "game0.mp4").stat().st_size > 10_000
