@@ -326,11 +326,11 @@ def resume_run(run_dir: str | Path, *, steps: int | None = None, device: str | N
     ckpt, _ = read_checkpoint(last)
     cfg = load_config(run_dir / "config.yaml", [] if device is None else [f"train.device={device}"])
     notes = _resume_notes(cfg, ckpt, steps)
-    dist = init_distributed(cfg.train.device)
-    if dist.is_main:
+    runner = _runner(cfg, run_dir, init_distributed(cfg.train.device), ckpt)
+    if runner.dist.is_main:  # said once the resume is accepted (world size, config, ...)
         for note in notes:
             print(f"rlkit: {note}", file=sys.stderr)
-    return _runner(cfg, run_dir, dist, ckpt)
+    return runner
 
 
 def _resume_notes(cfg: Config, ckpt: dict[str, Any], steps: int | None) -> list[str]:
