@@ -296,6 +296,9 @@ def to_cpu(obj: Any) -> Any:
     return obj
 
 
+SHUTDOWN_TIMEOUT_S = 600
+"""Seconds the launcher gives the ranks to write their checkpoint after Ctrl-C or SIGTERM."""
+
 _QUIET_LAUNCHER = """
 import logging, sys
 from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -322,7 +325,11 @@ def launch(nproc: int, module: str, args: Sequence[str]) -> int:
     receives on to it.
     """
     command = launch_command(nproc, module, args)
-    proc = subprocess.Popen([command[0], "-c", _QUIET_LAUNCHER, *command[3:]])
+    env = dict(os.environ)
+    # torchrun kills ranks 30 s after forwarding a stop signal by default: too short for a rank
+    # writing a checkpoint with its replay buffer (up to 2 GB). The user's own setting wins.
+    env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", str(SHUTDOWN_TIMEOUT_S))
+    proc = subprocess.Popen([command[0], "-c", _QUIET_LAUNCHER, *command[3:]], env=env)
     previous = signal.signal(signal.SIGTERM, lambda signum, _frame: proc.send_signal(signum))
     try:
         while True:
