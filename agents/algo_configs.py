@@ -65,7 +65,9 @@ class DQNConfig:
     per_beta_start: float = 0.4
     """Importance-sampling exponent at step 0, annealed linearly to ``per_beta_final``."""
     per_beta_final: float = 1.0
-    """Importance-sampling exponent at the end of training (``train.steps``)."""
+    """Importance-sampling exponent after ``per_beta_steps``."""
+    per_beta_steps: int | None = None
+    """Agent steps of the linear beta annealing; null = the whole run (``train.steps``)."""
     per_eps: float = 1e-6
     """Added to |TD error| so that no transition has zero priority."""
 
@@ -89,6 +91,8 @@ class DQNConfig:
         for name in ("epsilon_start", "epsilon_final"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"agent.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.per_beta_steps is not None and self.per_beta_steps < 1:
+            problems.append(f"agent.per_beta_steps must be >= 1 or null, got {self.per_beta_steps}")
         if self.learning_starts < 0 or self.epsilon_decay_steps < 0:
             problems.append("agent.learning_starts and agent.epsilon_decay_steps must be >= 0")
         if any(width < 1 for width in self.mlp_hidden):

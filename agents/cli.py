@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from agents.config import ConfigError
+from agents.config import ConfigError, seed_problem
+from rlkit.atomic import OutputPathError, check_writable, write_text
 from rlkit.checkpoint import CheckpointError
 from rlkit.device import DeviceError, resolve_device
 from rlkit.distributed import DistributedError, launch, under_launcher
 
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, CheckpointError, DeviceError,
-                                            DistributedError)
+                                            DistributedError, OutputPathError)
 """Exceptions that mean "the user asked for something wrong" (plus ``runner.RunError``)."""
 
 
@@ -52,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint under the standard protocol",
                         description="Play full games (no life-loss episodes, unclipped score, "
-                                    "up to 30 no-op starts) and print score statistics.")
+                                    "up to 30 no-op starts) and print score statistics, the "
+                                    "human-normalised score (Atari) and the protocol.")
     ev.add_argument("checkpoint", help="RUN_DIR/checkpoints/last.pt or best.pt")
     ev.add_argument("--episodes", type=int, default=30, help="games to play (default 30)")
     ev.add_argument("--epsilon", type=float, default=0.05,
@@ -63,28 +65,43 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--video", metavar="DIR", help="write an mp4 of the first game to DIR")
     ev.add_argument("--json", metavar="PATH", help="write the scores as JSON to PATH")
     ev.add_argument("--device", default="cpu", help="device for the network (default cpu)")
+    sticky = ev.add_mutually_exclusive_group()
+    sticky.add_argument("--sticky-actions", action="store_true",
+                        help="Machado et al. 2018's protocol: the emulator repeats the previous "
+                             "action with probability 0.25 (Atari)")
+    sticky.add_argument("--repeat-action-probability", type=float, metavar="P",
+                        help="sticky actions with probability P (default: the training config's)")
     return parser
+
+
+def _check_seed(seed: int) -> None:
+    problem = seed_problem(seed, "--seed")
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 def _train(args: argparse.Namespace) -> int:
     from agents.runner import resume_run, start_run
 
-    overrides = list(args.overrides)
-    if args.steps is not None:
-        overrides.append(f"train.steps={args.steps}")
     if args.device is not None:
         resolve_device(args.device)  # fail now, before anything is built
-        overrides.append(f"train.device={args.device}")
     if args.resume is not None:
-        if args.config is not None or args.overrides or args.seed is not None:
+        if (args.config is not None or args.overrides or args.seed is not None
+                or args.run_dir is not None):
             raise ConfigError("--resume continues a run with its own config; pass only "
                               "--resume RUN_DIR [--steps N] [--device D]")
-        runner = resume_run(args.resume, overrides)
+        runner = resume_run(args.resume, steps=args.steps, device=args.device)
     else:
         if args.config is None:
             raise ConfigError("missing CONFIG; use rlkit train configs/NAME.yaml or "
                               "rlkit train --resume RUN_DIR")
+        overrides = list(args.overrides)
+        if args.steps is not None:
+            overrides.append(f"train.steps={args.steps}")
+        if args.device is not None:
+            overrides.append(f"train.device={args.device}")
         if args.seed is not None:
+            _check_seed(args.seed)
             overrides.append(f"train.seed={args.seed}")
         runner = start_run(args.config, overrides, args.run_dir)
     if runner.dist.is_main:
@@ -93,19 +110,27 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from agents.evaluate import evaluate_checkpoint
+    from agents.evaluate import STICKY_ACTIONS, evaluate_checkpoint
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    _check_seed(args.seed)
+    # Outputs are checked before the games are played: a late failure would lose the scores.
+    if args.json is not None:
+        check_writable(args.json, "--json")
+    if args.video is not None:
+        check_writable(args.video, "--video", directory=True)
     result = evaluate_checkpoint(
         args.checkpoint, episodes=args.episodes, epsilon=args.epsilon, greedy=args.greedy,
         seed=args.seed, video_dir=args.video, device=resolve_device(args.device),
+        repeat_action_probability=STICKY_ACTIONS if args.sticky_actions
+        else args.repeat_action_probability,
     )
     print(result.line())
+    if result.protocol is not None:
+        print(result.protocol.line())
     if args.json is not None:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result.summary(), indent=2) + "\n")
+        write_text(args.json, json.dumps(result.summary(), indent=2) + "\n")
     if args.video is not None:
         print(f"video: {Path(args.video) / 'game0.mp4'}")
     return 0

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import re
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from typing import Any, Literal
 import yaml
 
 from agents.algo_configs import DQNConfig, PAACConfig
+from rlkit.atomic import write_text
 
 ALGO_CONFIGS: dict[str, type] = {
     "dqn": DQNConfig,
@@ -37,6 +36,25 @@ ALGO_CONFIGS: dict[str, type] = {
 
 class ConfigError(ValueError):
     """A config file or ``--set`` override is invalid; the message is one line naming the fix."""
+
+
+MAX_SEED = 2**32 - 1
+"""Largest seed: numpy's global generator (``np.random.seed``) takes seeds in 0 .. 2**32 - 1."""
+
+
+def seed_problem(seed: int, key: str) -> str | None:
+    """Why ``seed`` (named ``key`` for the user) cannot seed a run, or None if it can."""
+    if not 0 <= seed <= MAX_SEED:
+        return (f"{key} must be in 0..{MAX_SEED} (numpy's seed range), got {seed}; "
+                "pass a seed in that range")
+    return None
+
+
+ATARI_ONLY_KEYS: tuple[str, ...] = (
+    "frame_skip", "frame_stack", "screen_size", "noop_max", "episodic_life", "clip_rewards",
+    "fire_reset", "repeat_action_probability", "max_episode_frames",
+)
+"""``env`` keys that only Atari ids use (the Atari preprocessing of ``envs.make_atari``)."""
 
 
 @dataclass
@@ -73,9 +91,7 @@ class EnvConfig:
 
     def atari_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``envs.make_atari`` / ``make_vector_env`` on an Atari id."""
-        names = ("frame_skip", "frame_stack", "screen_size", "noop_max", "episodic_life",
-                 "clip_rewards", "fire_reset", "repeat_action_probability", "max_episode_frames")
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in ATARI_ONLY_KEYS}
 
     def validate(self) -> list[str]:
         problems = []
@@ -191,6 +207,9 @@ class TrainConfig:
             problems.append(f"train.threads must be >= 1 or null, got {self.threads}")
         if not 0.0 <= self.eval_epsilon <= 1.0:
             problems.append(f"train.eval_epsilon must be in [0, 1], got {self.eval_epsilon}")
+        seed = seed_problem(self.seed, "train.seed")
+        if seed is not None:
+            problems.append(seed)
         return problems
 
 
@@ -236,6 +255,10 @@ SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "checkpoint": CheckpointConfig,
 }
+"""The sections with a fixed dataclass (``agent``'s depends on ``agent.algo``)."""
+
+SECTION_NAMES: tuple[str, ...] = ("env", "agent", *(s for s in SECTIONS if s != "env"))
+"""Every top-level key, once each, in the order of a config file."""
 
 
 # --------------------------------------------------------------------------- YAML loading
@@ -367,10 +390,9 @@ def config_from_dict(raw: Any) -> Config:
     """Build and validate a ``Config`` from a parsed YAML mapping."""
     if not isinstance(raw, dict):
         raise ConfigError(f"a config must be a mapping with sections env, agent, ...; got {raw!r}")
-    valid = ["env", "agent", *[s for s in SECTIONS if s != "env"]]
     for key in raw:
-        if key not in valid:
-            raise unknown_key_error(str(key), valid)
+        if key not in SECTION_NAMES:
+            raise unknown_key_error(str(key), list(SECTION_NAMES))
     for required in ("env", "agent"):
         if required not in raw:
             raise ConfigError(f"missing required section {required!r}; add it to the config")
@@ -404,8 +426,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     """Apply ``--set section.key=value`` overrides to a raw mapping (validation comes after)."""
     for text in overrides:
         (section, key), value = parse_override(text)
-        if section not in ("env", "agent", *SECTIONS):
-            raise unknown_key_error(section, ["env", "agent", *SECTIONS])
+        if section not in SECTION_NAMES:
+            raise unknown_key_error(section, list(SECTION_NAMES))
         current = raw.get(section)
         raw[section] = dict(current) if isinstance(current, dict) else {}
         raw[section][key] = value
@@ -438,6 +460,27 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return config_from_dict(apply_overrides(raw, list(overrides)))
 
 
+def change_budget(cfg: Config, steps: int) -> list[str]:
+    """Set ``cfg.train.steps`` to ``steps`` without changing anything else about the run.
+
+    A schedule whose horizon key is null follows ``train.steps`` (PAAC's and DQN's LR annealing,
+    prioritised replay's beta annealing); a new budget on resume would silently stretch it. Each
+    such horizon in use is pinned to the old budget first; returns the keys pinned.
+    """
+    pinned = []
+    if cfg.optim.lr_schedule != "constant" and cfg.optim.lr_decay_steps is None:
+        cfg.optim.lr_decay_steps = cfg.train.steps
+        pinned.append("optim.lr_decay_steps")
+    if getattr(cfg.agent, "prioritized", False) and cfg.agent.per_beta_steps is None:
+        cfg.agent.per_beta_steps = cfg.train.steps
+        pinned.append("agent.per_beta_steps")
+    cfg.train.steps = steps
+    problems = cfg.train.validate()
+    if problems:
+        raise ConfigError(problems[0])
+    return pinned
+
+
 def config_to_dict(cfg: Config) -> dict[str, Any]:
     """Plain nested dict (lists, no tuples) that ``config_from_dict`` turns back into ``cfg``."""
 
@@ -452,18 +495,15 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 
 def dump_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config (every field, defaults included) atomically as YAML."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a config is meant to be read and shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write the resolved config (every field, defaults included) atomically as YAML.
+
+    A non-Atari env leaves out the Atari-only ``env`` keys: they do not apply to it, and a
+    ``frame_skip: 4`` in a CartPole run's config would suggest they do (loading the file back
+    fills in the same defaults).
+    """
+    from envs import is_atari  # envs imports gymnasium and ale-py: only when writing a config
+
+    raw = config_to_dict(cfg)
+    if not is_atari(cfg.env.id):
+        raw["env"] = {k: v for k, v in raw["env"].items() if k not in ATARI_ONLY_KEYS}
+    write_text(path, yaml.safe_dump(raw, sort_keys=False, default_flow_style=None))

@@ -148,6 +148,8 @@ def _q_network(agent: DQNConfig, obs_space: gym.Space, action_space: gym.Space) 
 class DQNPolicy:
     """Epsilon-greedy acting from a trained Q-network (evaluation; no envs or replay)."""
 
+    explores_with_epsilon = True  # named in rlkit evaluate's protocol
+
     def __init__(self, q_net: QNetwork, n_actions: int, device: torch.device,
                  seed: int | None = None) -> None:
         self.q_net = q_net.eval()
@@ -176,7 +178,7 @@ class DQNLearner:
     ``train_freq`` agent steps past ``learning_starts``, ``gradient_steps`` updates. Scalars
     are accumulated on the device and returned (one host sync) once every ``train.log_every``
     agent steps; ``update/*`` monitors (grad norm, update/weight ratio, ...) come from
-    ``UpdateStep`` and are indexed by optimizer update.
+    ``UpdateStep``, logged at the agent step like every other curve.
 
     Data-parallel (``dist`` with N ranks, see docs/distributed.md): every rank steps its own
     ``num_envs`` envs into its own replay buffer and gradients are averaged over ranks, so one
@@ -210,7 +212,8 @@ class DQNLearner:
             self.q, build_optimizer(self.q, cfg.optim.optimizer_config()),
             max_grad_norm=cfg.optim.max_grad_norm,
             lr_schedule=cfg.optim.lr_schedule_over(decay_updates),
-            monitor_every=max(1, updates_per_log), logger=logger,
+            monitor_every=max(1, updates_per_log),
+            logger=logger.with_x_axis(lambda: self.env_steps),  # one x-axis: agent steps
             grad_sync=self.dist.average_gradients if self.dist.is_distributed else None,
         )
 
@@ -231,7 +234,8 @@ class DQNLearner:
         # action is epsilon_start-random anyway.
         self.epsilon = Linear(agent.epsilon_start, agent.epsilon_final,
                               max(1, agent.epsilon_decay_steps), begin=agent.learning_starts)
-        self.beta = Linear(agent.per_beta_start, agent.per_beta_final, cfg.train.steps)
+        self.beta = Linear(agent.per_beta_start, agent.per_beta_final,
+                           agent.per_beta_steps or cfg.train.steps)
         self.rng = np.random.default_rng(own_seed)
         self.eval_rng = np.random.default_rng(seed + 1)
         self.tracker = EpisodeTracker(self.num_envs)

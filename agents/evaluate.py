@@ -4,10 +4,20 @@ The protocol is the DQN paper's (Mnih et al. 2015): whole games (no life-loss ep
 unclipped game score, up to 30 random no-op starts, epsilon 0.05 for value-based agents, games
 capped at 108k frames (``env.max_episode_frames``). Evaluation builds only the policy network
 (``agents.policy.build_policy``) and one evaluation env: no training envs, no replay buffer.
+
+Sticky actions (Machado et al. 2018, "Revisiting the Arcade Learning Environment"): with
+probability 0.25 (``STICKY_ACTIONS``) the emulator repeats the previous action instead of the
+agent's, on every frame, so a policy cannot replay a memorised action sequence.
+``repeat_action_probability`` sets any probability; the default is the training config's.
+
+A checkpoint's evaluation reports, besides the raw scores, the human-normalised mean score
+(``envs.atari_scores``: random and human scores of the Nature DQN paper) and the protocol it was
+played under, since a score means little without it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,39 +28,92 @@ import numpy as np
 import torch
 
 from agents.config import Config, ConfigError, config_from_dict
-from agents.environments import make_eval_env
+from agents.environments import EVAL_NOOP_MAX, make_eval_env
 from agents.policy import build_policy
 from envs import is_atari
+from envs.atari_scores import human_normalized
 from rlkit.checkpoint import CheckpointError, load_checkpoint
 
 CHECKPOINT_FORMAT = "rlkit/1"
 """Value of ``checkpoint["format"]`` for files written by ``rlkit train``."""
+
+STICKY_ACTIONS = 0.25
+"""Repeat-action probability of the sticky-action protocol (Machado et al. 2018)."""
 
 ActFn = Callable[[np.ndarray], np.ndarray]
 """Maps a batch of observations ``(1, *obs_shape)`` to actions ``(1,)``."""
 
 
 @dataclass(frozen=True)
+class EvalProtocol:
+    """How the games were played: the ``protocol`` object of ``rlkit evaluate --json``."""
+
+    policy: str
+    """``epsilon-greedy`` (value-based agents), ``sampled`` (PAAC's policy) or ``greedy``."""
+    epsilon: float | None
+    """Exploration of ``epsilon-greedy``; null for the other policies."""
+    noop_max: int | None
+    """Up to this many random no-ops start each game (Atari); null: no no-op starts."""
+    repeat_action_probability: float
+    """Sticky actions: the emulator repeats the previous action with this probability."""
+    max_episode_frames: int | None
+    """Frames after which a game is cut off (Atari); null: the env's own time limit."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def line(self) -> str:
+        """One line for the terminal, e.g. ``protocol: epsilon-greedy (0.05), ...``."""
+        policy = f"epsilon-greedy ({self.epsilon})" if self.epsilon is not None else self.policy
+        parts = [policy]
+        if self.noop_max is not None:
+            parts.append(f"up to {self.noop_max} no-op starts")
+        parts.append(f"sticky actions p={self.repeat_action_probability}"
+                     if self.repeat_action_probability > 0 else "no sticky actions")
+        if self.max_episode_frames is not None:
+            parts.append(f"games capped at {self.max_episode_frames} frames")
+        return "protocol: " + ", ".join(parts)
+
+
+@dataclass(frozen=True)
 class EvalResult:
-    """Per-game scores of one evaluation."""
+    """Per-game scores of one evaluation (with the env and protocol when a checkpoint's)."""
 
     returns: list[float]
     lengths: list[int]
+    env_id: str | None = None
+    protocol: EvalProtocol | None = None
+
+    @property
+    def human_normalized(self) -> float | None:
+        """The mean score, human-normalised (Nature DQN table); None without reference scores."""
+        if self.env_id is None:
+            return None
+        return human_normalized(self.env_id, float(np.mean(self.returns)))
 
     def summary(self) -> dict[str, Any]:
-        """The ``--json`` object: mean, median, std, min, max, episodes, returns."""
+        """The ``--json`` object: mean, median, std, min, max, episodes, returns, and for a
+        checkpoint's evaluation env_id, human_normalized (null for games without reference
+        scores) and protocol."""
         scores = np.asarray(self.returns, dtype=np.float64)
-        return {
+        out: dict[str, Any] = {
             "mean": float(scores.mean()), "median": float(np.median(scores)),
             "std": float(scores.std()), "min": float(scores.min()), "max": float(scores.max()),
             "episodes": len(self.returns), "returns": [float(r) for r in self.returns],
         }
+        if self.env_id is not None:
+            out.update(env_id=self.env_id, human_normalized=self.human_normalized)
+        if self.protocol is not None:
+            out["protocol"] = self.protocol.as_dict()
+        return out
 
     def line(self) -> str:
         """One human-readable line for the terminal."""
         s = self.summary()
+        normalized = self.human_normalized
+        human = "" if normalized is None else f"  (human-normalised {normalized:.1f}%)"
         return (f"mean {s['mean']:.2f}  median {s['median']:.2f}  std {s['std']:.2f}  "
-                f"min {s['min']:.2f}  max {s['max']:.2f}  over {s['episodes']} games")
+                f"min {s['min']:.2f}  max {s['max']:.2f}  over {s['episodes']} games{human}")
 
 
 class VideoRecorder:
@@ -134,6 +197,32 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
     return ckpt, cfg
 
 
+def eval_env_config(cfg: Config, repeat_action_probability: float | None) -> Config:
+    """``cfg`` with the evaluation's sticky-action probability (None: the config's own)."""
+    p = repeat_action_probability
+    if p is None:
+        return cfg
+    if not 0.0 <= p <= 1.0:
+        raise ConfigError(f"--repeat-action-probability must be in [0, 1], got {p}")
+    if p > 0 and not is_atari(cfg.env.id):
+        raise ConfigError(f"sticky actions apply to Atari games only, not {cfg.env.id!r}; drop "
+                          "--sticky-actions / --repeat-action-probability")
+    return dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, repeat_action_probability=p))
+
+
+def eval_protocol(cfg: Config, *, greedy: bool, epsilon: float, uses_epsilon: bool
+                  ) -> EvalProtocol:
+    """The protocol ``make_eval_env`` and the policy follow for ``cfg`` (see the module doc)."""
+    atari = is_atari(cfg.env.id)
+    policy = "greedy" if greedy else "epsilon-greedy" if uses_epsilon else "sampled"
+    return EvalProtocol(
+        policy=policy, epsilon=epsilon if policy == "epsilon-greedy" else None,
+        noop_max=EVAL_NOOP_MAX if atari else None,
+        repeat_action_probability=cfg.env.repeat_action_probability if atari else 0.0,
+        max_episode_frames=cfg.env.max_episode_frames if atari else None,
+    )
+
+
 def evaluate_checkpoint(
     path: str | Path,
     *,
@@ -143,12 +232,18 @@ def evaluate_checkpoint(
     seed: int = 0,
     video_dir: str | Path | None = None,
     device: torch.device | None = None,
+    repeat_action_probability: float | None = None,
 ) -> EvalResult:
-    """Evaluate a checkpoint under the protocol above; ``video_dir`` gets ``game0.mp4``."""
+    """Evaluate a checkpoint under the protocol above; ``video_dir`` gets ``game0.mp4``.
+
+    ``repeat_action_probability``: sticky actions (``STICKY_ACTIONS`` for Machado et al.'s
+    protocol); None plays with the training config's.
+    """
     if not 0.0 <= epsilon <= 1.0:
         raise ConfigError(f"--epsilon must be in [0, 1], got {epsilon}")
     device = device or torch.device("cpu")
     ckpt, cfg = read_checkpoint(path)
+    cfg = eval_env_config(cfg, repeat_action_probability)
     env = make_eval_env(cfg.env, seed=seed, render_mode="rgb_array" if video_dir else None)
     try:
         policy = build_policy(cfg, ckpt["learner"], env.observation_space, env.action_space,
@@ -165,6 +260,9 @@ def evaluate_checkpoint(
             else:
                 fps = float(env.metadata.get("render_fps") or 30)
             video = VideoRecorder(Path(video_dir) / "game0.mp4", fps)
-        return play_games(act, env, episodes, seed=seed, video=video)
+        result = play_games(act, env, episodes, seed=seed, video=video)
     finally:
         env.close()
+    protocol = eval_protocol(cfg, greedy=greedy, epsilon=epsilon,
+                             uses_epsilon=getattr(policy, "explores_with_epsilon", True))
+    return dataclasses.replace(result, env_id=cfg.env.id, protocol=protocol)

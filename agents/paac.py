@@ -194,6 +194,8 @@ class PAACPolicy:
     protocol and ignored: a stochastic policy explores by itself.
     """
 
+    explores_with_epsilon = False  # named in rlkit evaluate's protocol
+
     def __init__(self, net: ActorCritic, device: torch.device, seed: int | None = None) -> None:
         self.net = net.eval()
         self.device = device
@@ -293,7 +295,8 @@ class PAACLearner:
             self.net, build_optimizer(self.net, cfg.optim.optimizer_config()),
             max_grad_norm=cfg.optim.max_grad_norm,
             lr_schedule=cfg.optim.lr_schedule_over(decay_updates),
-            monitor_every=max(1, cfg.train.log_every // steps_per_update), logger=logger,
+            monitor_every=max(1, cfg.train.log_every // steps_per_update),
+            logger=logger.with_x_axis(lambda: self.env_steps),  # one x-axis: agent steps
             grad_sync=self.dist.average_gradients if self.dist.is_distributed else None,
         )
         # Own generators: resume restores them exactly, and evaluation never shifts training.

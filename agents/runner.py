@@ -2,10 +2,13 @@
 checkpoints, periodic evaluation, resume, and clean shutdown on Ctrl-C / SIGTERM.
 
 A run directory holds ``config.yaml`` (the resolved config), ``checkpoints/last.pt`` (written
-every ``checkpoint.every`` agent steps, at the end, and on SIGINT/SIGTERM), ``checkpoints/best.pt``
-(the best periodic evaluation) and TensorBoard event files. ``--resume RUN_DIR`` continues the
-run exactly where ``last.pt`` left it: step counters, schedules, optimizer, every RNG, the replay
-buffer when it was saved, and (for in-process envs that pickle) the episodes in progress.
+every ``checkpoint.every`` agent steps, at the end, and on SIGINT/SIGTERM, after which the run
+exits 130/143), ``checkpoints/best.pt`` (the best periodic evaluation) and TensorBoard event files
+(every curve against agent steps). ``--resume RUN_DIR`` continues the run exactly where
+``last.pt`` left it: step counters, schedules, optimizer, every RNG, the replay buffer when it was
+saved (without it the resume says it is not exact), and (for in-process envs that pickle) the
+episodes in progress. ``--resume RUN_DIR --steps N`` raises the budget only: schedules that
+followed ``train.steps`` keep their horizon (``config.change_budget``).
 
 Data-parallel runs (``rlkit train --nproc N`` or torchrun; docs/distributed.md): every rank runs
 this runner with its own learner; rank 0 alone writes the config, TensorBoard, checkpoints and
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 import collections
 import random
+import shutil
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +34,20 @@ import torch
 from tqdm import tqdm
 
 import envs
-from agents.config import Config, ConfigError, config_to_dict, dump_config, load_config
+from agents.config import (
+    Config,
+    ConfigError,
+    change_budget,
+    config_to_dict,
+    dump_config,
+    load_config,
+)
 from agents.dqn import DQNLearner
 from agents.environments import make_eval_env
 from agents.evaluate import CHECKPOINT_FORMAT, play_games, read_checkpoint
 from agents.learner import Learner
 from agents.paac import PAACLearner
+from rlkit.atomic import check_writable, remove_stale_temps
 from rlkit.checkpoint import rng_state, save_checkpoint, set_rng_state
 from rlkit.device import resolve_device
 from rlkit.distributed import DistributedContext, init_distributed
@@ -107,6 +120,7 @@ class Runner:
         keep_freed_memory()  # fewer page faults per update (see rlkit/malloc.py)
         check_env_id(cfg.env.id)
         if self.dist.is_main:
+            remove_stale_temps(self.ckpt_dir)  # left by a save killed mid-write (kill -9)
             dump_config(cfg, self.run_dir / "config.yaml")
         seed_everything(cfg.train.seed)  # same on every rank: identical network init
         self.logger = Logger(self.run_dir if self.dist.is_main else None)
@@ -184,7 +198,9 @@ class Runner:
         return self.dist.any_true(self._stop_signal is not None or self._target_reached)
 
     def run(self) -> int:
-        """Train to the budget (or a signal), checkpoint, and return the exit code (0)."""
+        """Train to the budget (or a signal), checkpoint, and return the exit code: 0, or
+        128 + the signal number when a signal stopped the run (130 SIGINT, 143 SIGTERM), the
+        shell's convention, so ``rlkit train ... && rlkit evaluate ...`` stops there."""
         cfg, learner, state = self.cfg, self.learner, self.state
         total = cfg.train.steps
         handlers = {sig: signal.signal(sig, self._on_signal)
@@ -232,8 +248,9 @@ class Runner:
             self.logger.close()
             learner.close()
             self.dist.close()
+        code = 0 if self._stop_signal is None else 128 + self._stop_signal
         if not self.dist.is_main:
-            return 0
+            return code
         if self._target_reached:
             print(f"rlkit: evaluation reached train.target_score={cfg.train.target_score} at "
                   f"step {learner.env_steps}; stopped early (best.pt holds that policy)")
@@ -241,7 +258,7 @@ class Runner:
             name = signal.Signals(self._stop_signal).name
             print(f"rlkit: {name} at step {learner.env_steps}: checkpoint written to {path}; "
                   f"continue with: rlkit train --resume {self.run_dir}")
-        return 0
+        return code
 
 
 def default_run_dir(config_path: str | Path) -> Path:
@@ -260,21 +277,44 @@ def start_run(config_path: str | Path, overrides: list[str], run_dir: str | Path
     return _runner(cfg, run_dir, dist, None)
 
 
+def _make_run_dir(run_dir: Path) -> Path | None:
+    """Create ``run_dir`` (one clear line if it cannot be); returns the topmost directory this
+    call created (``run_dir`` or one of its parents), None if ``run_dir`` existed."""
+    check_writable(run_dir, "run directory", directory=True)
+    top, probe = None, run_dir
+    while not probe.exists():
+        top, probe = probe, probe.parent
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create run directory {run_dir} ({exc.strerror}); pass another "
+                       "--run-dir") from None
+    return top
+
+
 def _runner(cfg: Config, run_dir: Path, dist: DistributedContext,
             resume: dict[str, Any] | None) -> Runner:
-    """Build the runner; a failure (e.g. a world-size mismatch) still closes the process group."""
+    """Build the runner. A failure (e.g. a world-size mismatch) still closes the process group,
+    and a new run directory made here is removed again, so a refused run leaves no debris."""
+    created = None
     try:
         if resume is None and (run_dir / "checkpoints" / "last.pt").exists():
             raise RunError(f"run directory {run_dir} already holds a checkpoint; continue it "
                            f"with --resume {run_dir} or pick another --run-dir")
+        if dist.is_main:
+            created = _make_run_dir(run_dir)
         return Runner(cfg, run_dir, resume=resume, dist=dist)
     except BaseException:
         dist.close()
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         raise
 
 
-def resume_run(run_dir: str | Path, overrides: list[str]) -> Runner:
-    """Continue ``run_dir`` from ``checkpoints/last.pt`` (``overrides``: steps/device only)."""
+def resume_run(run_dir: str | Path, *, steps: int | None = None, device: str | None = None
+               ) -> Runner:
+    """Continue ``run_dir`` from ``checkpoints/last.pt``, optionally to a new budget of ``steps``
+    agent steps (schedules keep their horizons) or on another ``device``."""
     run_dir = Path(run_dir)
     last = run_dir / "checkpoints" / "last.pt"
     if not run_dir.is_dir():
@@ -284,5 +324,34 @@ def resume_run(run_dir: str | Path, overrides: list[str]) -> Runner:
         raise RunError(f"run directory {run_dir} has no checkpoints/last.pt to resume from; "
                        "start a new run with rlkit train CONFIG")
     ckpt, _ = read_checkpoint(last)
-    cfg = load_config(run_dir / "config.yaml", overrides)
-    return _runner(cfg, run_dir, init_distributed(cfg.train.device), ckpt)
+    cfg = load_config(run_dir / "config.yaml", [] if device is None else [f"train.device={device}"])
+    notes = _resume_notes(cfg, ckpt, steps)
+    runner = _runner(cfg, run_dir, init_distributed(cfg.train.device), ckpt)
+    if runner.dist.is_main:  # said once the resume is accepted (world size, config, ...)
+        for note in notes:
+            print(f"rlkit: {note}", file=sys.stderr)
+    return runner
+
+
+def _resume_notes(cfg: Config, ckpt: dict[str, Any], steps: int | None) -> list[str]:
+    """Apply a new budget to ``cfg`` and say, one line each, how this resume differs from a run
+    that never stopped; ``RunError`` if there is nothing left to train."""
+    current = int(ckpt["learner"]["env_steps"])
+    notes = []
+    if steps is not None and steps <= current:
+        raise RunError(f"--steps {steps} is not above the run's current step {current}; pass a "
+                       f"larger budget (the stored one is {cfg.train.steps})")
+    if steps is None and current >= cfg.train.steps:
+        raise RunError(f"the run already reached its budget of {cfg.train.steps} agent steps; "
+                       f"pass --steps N with N > {current} to train further")
+    if steps is not None and steps != cfg.train.steps:
+        old = cfg.train.steps
+        pinned = change_budget(cfg, steps)
+        kept = (f"; {' and '.join(pinned)} pinned to {old} so the schedules keep their horizon"
+                if pinned else "")
+        notes.append(f"budget changed from {old} to {steps} agent steps{kept}")
+    learner = ckpt["learner"]
+    if "replay" in learner and learner["replay"] is None:
+        notes.append("last.pt holds no replay buffer (checkpoint.save_replay); the buffer refills "
+                     "from scratch before updates resume, so this is not an exact continuation")
+    return notes

@@ -1,9 +1,10 @@
 """Atomic checkpoints and the complete random-number-generator state.
 
 A checkpoint is any nested dict that ``torch.save`` can pickle (model, optimizer, schedules,
-step counters, RNG states, replay buffers). ``save_checkpoint`` writes a temporary file in the same
-directory, flushes and fsyncs it, then ``os.replace``-s it over the target: a crash or Ctrl-C
-mid-write leaves the previous checkpoint intact, never a truncated one.
+step counters, RNG states, replay buffers). ``save_checkpoint`` writes through
+``rlkit.atomic.atomic_write`` (temporary file, fsync, rename): a crash or Ctrl-C mid-write leaves
+the previous checkpoint intact, never a truncated one, and a temporary file left by a save that
+was killed outright is removed by the next save.
 
 Resuming identically needs every RNG, not just torch's: ``rng_state()`` captures Python's
 ``random``, numpy's global generator, torch's CPU generator and every CUDA device's generator.
@@ -13,11 +14,8 @@ Checkpoints are pickles: load only files you (or your own runs) wrote.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -25,40 +23,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlkit.atomic import atomic_write
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, unreadable, or not an rlkit checkpoint."""
 
 
 def save_checkpoint(path: str | Path, obj: dict[str, Any]) -> Path:
-    """Write ``obj`` to ``path`` atomically (temp + flush + fsync + rename); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    # Persist the rename itself (the directory entry); not every platform allows opening a dir.
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return path
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    msg = text[0] if text else type(exc).__name__
-    return msg if len(msg) <= 200 else msg[:197] + "..."
+    """Write ``obj`` to ``path`` atomically (``rlkit.atomic.atomic_write``); returns the path."""
+    with atomic_write(path) as handle:
+        torch.save(obj, handle)
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -79,13 +55,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
         AttributeError, ImportError, IndexError, KeyError, TypeError, OSError,
     ) as exc:
+        # torch's reader text ("PytorchStreamReader failed ... central directory") names its zip
+        # internals, not the problem; it stays on the exception chain for debugging.
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or not an rlkit checkpoint: {_one_line(exc)}"
+            f"{path} is not a valid checkpoint (truncated, corrupt, or not written by torch.save); "
+            "pass a last.pt or best.pt written by rlkit train"
         ) from exc
     if not isinstance(obj, dict):
         raise CheckpointError(
-            f"checkpoint {path} is corrupt or not an rlkit checkpoint: "
-            f"expected a dict, found {type(obj).__name__}"
+            f"{path} is not an rlkit checkpoint: expected a dict, found {type(obj).__name__}; "
+            "pass a last.pt or best.pt written by rlkit train"
         )
     return obj
 

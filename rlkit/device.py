@@ -6,11 +6,13 @@ calls ``.cuda()``, so CPU and GPU runs execute the same code.
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 
 class DeviceError(ValueError):
-    """A device was requested that this machine cannot provide."""
+    """A device string is malformed, or names a device this machine cannot provide."""
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
@@ -27,6 +29,11 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
+        if not re.fullmatch(r"cuda(:\d+)?", name):
+            raise DeviceError(
+                f"malformed device {name!r}; use auto, cpu, cuda or cuda:N with N a GPU index, "
+                "e.g. cuda:0"
+            )
         if not torch.cuda.is_available():
             raise DeviceError(
                 f"device {name!r} requested but no CUDA GPU is available; use --device cpu or auto"

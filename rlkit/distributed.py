@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
@@ -295,16 +296,49 @@ def to_cpu(obj: Any) -> Any:
     return obj
 
 
+SHUTDOWN_TIMEOUT_S = 600
+"""Seconds the launcher gives the ranks to write their checkpoint after Ctrl-C or SIGTERM."""
+
+_QUIET_LAUNCHER = """
+import logging, sys
+from torch.distributed.elastic.multiprocessing.api import SignalException
+from torch.distributed.run import main
+for name in ("torch.distributed.elastic.agent.server.api",
+             "torch.distributed.elastic.multiprocessing.api"):
+    logging.getLogger(name).setLevel(logging.ERROR)
+try:
+    main(sys.argv[1:])
+except SignalException as exc:
+    sys.exit(128 + int(exc.sigval))
+"""
+"""``torch.distributed.run`` minus its reaction to a stop signal: the launcher forwards Ctrl-C or
+SIGTERM to the ranks (they write their checkpoint), waits for them, then exits 128 + signal
+quietly instead of with a ``SignalException`` traceback and shutdown warnings."""
+
+
 def launch(nproc: int, module: str, args: Sequence[str]) -> int:
-    """Run :func:`launch_command` and return its exit code. Ctrl-C reaches the ranks directly
-    (same terminal process group) and each writes its checkpoint, so this process keeps waiting
-    for the launcher instead of killing it."""
-    proc = subprocess.Popen(launch_command(nproc, module, args))
-    while True:
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            continue
+    """Run :func:`launch_command` and return its exit code (130 after Ctrl-C, 143 after SIGTERM).
+
+    The ranks run in sessions of their own (torchrun starts them so), out of reach of the
+    terminal's Ctrl-C: the launcher, which shares this process's group, receives it and forwards
+    it to every rank. This process keeps waiting for the launcher, and passes a SIGTERM it
+    receives on to it.
+    """
+    command = launch_command(nproc, module, args)
+    env = dict(os.environ)
+    # torchrun kills ranks 30 s after forwarding a stop signal by default: too short for a rank
+    # writing a checkpoint with its replay buffer (up to 2 GB). The user's own setting wins.
+    env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", str(SHUTDOWN_TIMEOUT_S))
+    proc = subprocess.Popen([command[0], "-c", _QUIET_LAUNCHER, *command[3:]], env=env)
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: proc.send_signal(signum))
+    try:
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:
+                continue
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def launch_command(nproc: int, module: str, args: Sequence[str]) -> list[str]:

@@ -48,6 +48,11 @@ def assert_one_error_line(err: str, expected: str) -> None:
         (["train"], 1, "missing CONFIG; use rlkit train configs/NAME.yaml"),
         (["train", "--steps", "abc", CARTPOLE], 2, "argument --steps: invalid int value: 'abc'"),
         (["train", CARTPOLE, "--device", "tpu"], 1, "unknown device 'tpu'"),
+        (["train", CARTPOLE, "--device", "cuda:abc"], 1,
+         "malformed device 'cuda:abc'; use auto, cpu, cuda or cuda:N with N a GPU index"),
+        (["evaluate", "x.pt", "--device", "cuda:"], 1, "malformed device 'cuda:'"),
+        (["train", CARTPOLE, "--set", "nosection.key=1"], 1,
+         "unknown config key 'nosection'; valid keys: env, agent, optim, train, checkpoint"),
         (["evaluate", "missing/last.pt"], 1, "no checkpoint at missing/last.pt"),
         (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
     ],
@@ -85,7 +90,10 @@ def test_corrupt_and_foreign_checkpoints(capsys, tmp_path):
     bad.write_bytes(b"this is not a checkpoint")
     code, _, err = run_cli(capsys, "evaluate", str(bad))
     assert code == 1
-    assert_one_error_line(err, f"checkpoint {bad} is corrupt or not an rlkit checkpoint")
+    assert_one_error_line(err, f"{bad} is not a valid checkpoint (truncated, corrupt, or not "
+                               "written by torch.save); pass a last.pt or best.pt written by "
+                               "rlkit train")
+    assert "PytorchStreamReader" not in err and "central directory" not in err
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
     code, _, err = run_cli(capsys, "evaluate", str(foreign))
@@ -127,6 +135,22 @@ def test_existing_run_dir_and_bad_evaluate_args(capsys, tmp_path):
     code, _, err = run_cli(capsys, "evaluate", last, "--epsilon", "1.5")
     assert code == 1
     assert_one_error_line(err, "--epsilon must be in [0, 1], got 1.5")
+    # unwritable outputs are refused before any game is played (no score line printed)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    for flag, path, expected in (
+        ("--json", tmp_path, f"--json {tmp_path} is a directory; pass a file path"),
+        ("--json", a_file / "scores.json", f"--json {a_file / 'scores.json'} cannot be created: "
+                                           f"{a_file} is a file, not a directory"),
+        ("--video", a_file, f"--video {a_file} is a file, not a directory"),
+        ("--video", a_file / "v", f"--video {a_file / 'v'} cannot be created: {a_file} is a file"),
+    ):
+        code, out, err = run_cli(capsys, "evaluate", last, flag, str(path), "--episodes", "1")
+        assert code == 1 and out == ""
+        assert_one_error_line(err, expected)
+    code, out, err = run_cli(capsys, "evaluate", last, "--seed", "-1")
+    assert code == 1 and out == ""
+    assert_one_error_line(err, "--seed must be in 0..4294967295 (numpy's seed range), got -1")
     code, _, err = run_cli(capsys, "evaluate", last, "--video", str(tmp_path / "v"),
                            "--episodes", "1")
     if code != 0:  # CartPole renders through pygame, which may be absent
@@ -141,3 +165,53 @@ def test_subprocess_error_has_no_traceback(tmp_path):
     )
     assert proc.returncode == 1
     assert proc.stderr.strip() == "rlkit: error: optim.lr: expected float, got 'fast'"
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_seed_out_of_range_leaves_no_run_dir(capsys, tmp_path, seed):
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", CARTPOLE, "--seed", seed, "--run-dir", str(run))
+    assert code == 1
+    assert_one_error_line(err, f"--seed must be in 0..4294967295 (numpy's seed range), got {seed}")
+    assert not run.exists()
+    code, _, err = run_cli(capsys, "train", CARTPOLE, "--set", f"train.seed={seed}",
+                           "--run-dir", str(run))
+    assert code == 1
+    assert_one_error_line(
+        err, f"train.seed must be in 0..4294967295 (numpy's seed range), got {seed}")
+    assert not run.exists()
+
+
+def test_run_dir_that_is_a_file_or_cannot_be_created(capsys, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a directory")
+    code, _, err = run_cli(capsys, "train", CARTPOLE, "--run-dir", str(a_file))
+    assert code == 1
+    assert_one_error_line(err, f"run directory {a_file} is a file, not a directory")
+    code, _, err = run_cli(capsys, "train", CARTPOLE, "--run-dir", str(a_file / "run"))
+    assert code == 1
+    assert_one_error_line(err, f"run directory {a_file / 'run'} cannot be created: {a_file} is "
+                               "a file, not a directory")
+    assert a_file.read_text() == "not a directory"
+
+
+def test_failed_start_removes_the_run_dir_it_made(capsys, tmp_path, monkeypatch):
+    """A start that fails after the run directory was made (here: building the learner) removes
+    it again: no directory holding only config.yaml is left behind."""
+    import agents.runner
+
+    def refuse(*_args, **_kwargs):
+        raise agents.runner.RunError("learner refused on purpose")
+
+    monkeypatch.setattr(agents.runner, "make_learner", refuse)
+    run = tmp_path / "deep" / "run"
+    code, _, err = run_cli(capsys, "train", CARTPOLE, "--run-dir", str(run))
+    assert code == 1
+    assert_one_error_line(err, "learner refused on purpose")
+    assert not (tmp_path / "deep").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    code, _, _ = run_cli(capsys, "train", CARTPOLE, "--run-dir", str(existing))
+    assert code == 1
+    assert (existing / "notes.txt").read_text() == "mine"  # a directory it did not make stays

@@ -7,6 +7,7 @@ import typing
 from pathlib import Path
 
 import pytest
+import torch
 
 from agents.algo_configs import DQNConfig
 from agents.config import (
@@ -14,6 +15,7 @@ from agents.config import (
     SECTIONS,
     Config,
     ConfigError,
+    change_budget,
     config_from_dict,
     dump_config,
     load_config,
@@ -155,3 +157,53 @@ def test_shipped_configs_load(path):
     hints = typing.get_type_hints(type(cfg.agent))
     assert "algo" in hints
     assert dataclasses.is_dataclass(cfg.agent)
+
+
+def test_change_budget_pins_the_horizons_that_follow_train_steps(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    cfg = load_config(path, ["train.steps=1000", "optim.lr_schedule=linear",
+                             "agent.prioritized=true"])
+    assert change_budget(cfg, 5000) == ["optim.lr_decay_steps", "agent.per_beta_steps"]
+    assert (cfg.train.steps, cfg.optim.lr_decay_steps, cfg.agent.per_beta_steps) == (
+        5000, 1000, 1000)
+    # explicit horizons, a constant LR and uniform replay follow nothing: nothing to pin
+    cfg = load_config(path, ["train.steps=1000", "optim.lr_schedule=cosine",
+                             "optim.lr_decay_steps=300"])
+    assert change_budget(cfg, 5000) == []
+    assert (cfg.optim.lr_decay_steps, cfg.agent.per_beta_steps) == (300, None)
+
+
+def test_prioritized_beta_anneals_over_its_own_horizon(tmp_path):
+    from agents.dqn import DQNLearner
+    from rlkit.logger import Logger
+
+    cfg = load_config(write(tmp_path, MINIMAL), [
+        "train.steps=1000", "agent.prioritized=true", "agent.per_beta_steps=400",
+        "agent.buffer_size=100", "agent.mlp_hidden=[4]"])
+    learner = DQNLearner(cfg, torch.device("cpu"), Logger(None))
+    try:
+        assert learner.beta(200) == pytest.approx(0.7) and learner.beta(400) == 1.0
+    finally:
+        learner.close()
+
+
+def test_resolved_config_of_a_non_atari_env_lists_no_atari_keys(tmp_path):
+    import yaml
+
+    out = tmp_path / "config.yaml"
+    cartpole = load_config(write(tmp_path, MINIMAL))
+    dump_config(cartpole, out)
+    assert set(yaml.safe_load(out.read_text())["env"]) == {"id", "num_envs", "backend"}
+    assert load_config(out) == cartpole
+    pong = load_config(write(tmp_path, "env: {id: ALE/Pong-v5}\nagent: {algo: dqn}\n"))
+    dump_config(pong, out)
+    assert {"frame_skip", "noop_max", "max_episode_frames"} <= set(
+        yaml.safe_load(out.read_text())["env"])
+
+
+def test_unknown_section_lists_each_section_once(tmp_path):
+    for load in (lambda: load_config(write(tmp_path, MINIMAL), ["nosection.lr=0.1"]),
+                 lambda: load_config(write(tmp_path, MINIMAL + "nosection: {}\n"))):
+        with pytest.raises(ConfigError) as info:
+            load()
+        assert str(info.value).endswith("valid keys: env, agent, optim, train, checkpoint")

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from agents.cli import main
@@ -20,6 +21,7 @@ from rlkit.checkpoint import load_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 CARTPOLE = str(ROOT / "configs" / "cartpole_dqn.yaml")
 PONG = str(ROOT / "configs" / "pong_dqn.yaml")
+PAAC = str(ROOT / "configs" / "cartpole_paac.yaml")
 
 SMALL_CARTPOLE = [
     "--set", "train.progress=false", "--set", "agent.learning_starts=100",
@@ -60,7 +62,10 @@ def test_resume_is_exact(tmp_path):
     assert list(straight.glob("events.out.tfevents.*"))
 
 
-def test_sigint_writes_checkpoint_and_exits_zero(tmp_path):
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_stop_signal_writes_checkpoint_and_exits_128_plus_signal(tmp_path, sig, code):
+    """Ctrl-C / SIGTERM: checkpoint, the resume hint, and a non-zero exit (the shell's 128 + N),
+    so ``rlkit train ... && rlkit evaluate ...`` does not go on as if training had finished."""
     run = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "agents.cli", "train", CARTPOLE, "--run-dir", str(run),
@@ -71,13 +76,13 @@ def test_sigint_writes_checkpoint_and_exits_zero(tmp_path):
         deadline = time.time() + 90
         while not (run / "checkpoints" / "last.pt").exists() and time.time() < deadline:
             time.sleep(0.2)  # the first periodic checkpoint proves the loop is running
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 0, err
-    assert "SIGINT at step" in out and f"rlkit train --resume {run}" in out
+    assert proc.returncode == code, err
+    assert f"{signal.Signals(sig).name} at step" in out and f"rlkit train --resume {run}" in out
     assert "Traceback" not in err
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt["learner"]["env_steps"] > 250
@@ -108,13 +113,14 @@ def test_pong_smoke_train_resume_evaluate(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "mean " in printed and "over 1 games" in printed
     summary = json.loads(out_json.read_text())
-    assert set(summary) == {"mean", "median", "std", "min", "max", "episodes", "returns"}
+    assert set(summary) == {"mean", "median", "std", "min", "max", "episodes", "returns",
+                            "env_id", "human_normalized", "protocol"}
     assert summary["episodes"] == 1 and len(summary["returns"]) == 1
     assert -21 <= summary["mean"] <= 21
     assert (video / "game0.mp4").stat().st_size > 10_000
 
 
-def test_resume_without_replay_refills_before_updating(tmp_path):
+def test_resume_without_replay_refills_before_updating(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", CARTPOLE, "--run-dir", str(run), "--steps", "300", *SMALL_CARTPOLE,
                  "--set", "checkpoint.save_replay=false"]) == 0
@@ -122,7 +128,118 @@ def test_resume_without_replay_refills_before_updating(tmp_path):
     assert ckpt["learner"]["replay"] is None
     updates = ckpt["learner"]["update"]["updates"]
     # the empty buffer is refilled for learning_starts (100) steps before the next update
+    capsys.readouterr()
     assert main(["train", "--resume", str(run), "--steps", "398"]) == 0
+    assert ("rlkit: last.pt holds no replay buffer (checkpoint.save_replay); the buffer refills "
+            "from scratch before updates resume, so this is not an exact continuation"
+            ) in capsys.readouterr().err
     after = load_checkpoint(run / "checkpoints" / "last.pt")["learner"]
     assert after["env_steps"] == 398 and after["update"]["updates"] == updates
     assert after["next_round"] == 300 + 100  # updates resume once the buffer is refilled
+
+
+def test_resume_refuses_a_budget_at_or_below_the_current_step(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", CARTPOLE, "--run-dir", str(run), "--steps", "300",
+                 *SMALL_CARTPOLE]) == 0
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    capsys.readouterr()
+    for steps in ("300", "200"):
+        assert main(["train", "--resume", str(run), "--steps", steps]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err == (f"rlkit: error: --steps {steps} is not above the run's current step 300; "
+                       "pass a larger budget (the stored one is 300)")
+    assert main(["train", "--resume", str(run)]) == 1  # nothing left of the stored budget
+    assert capsys.readouterr().err.strip() == (
+        "rlkit: error: the run already reached its budget of 300 agent steps; pass --steps N "
+        "with N > 300 to train further")
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+    assert load_config(run / "config.yaml").train.steps == 300
+
+
+SMALL_PAAC = [
+    "--set", "train.progress=false", "--set", "env.num_envs=4", "--set", "agent.mlp_hidden=[8]",
+    "--set", "train.log_every=80", "--set", "train.eval_every=0", "--set", "checkpoint.every=0",
+    "--set", "train.threads=1", "--set", "optim.lr_final=0.0005",
+]
+
+
+def test_new_budget_on_resume_keeps_the_lr_schedule_horizon(tmp_path, capsys):
+    """PAAC anneals its LR over train.steps: 320 steps + resume to 640 must equal one run whose
+    schedule ends at 320, not a run whose schedule was stretched to 640 halfway through."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main(["train", PAAC, "--run-dir", str(straight), "--steps", "640", *SMALL_PAAC,
+                 "--set", "optim.lr_decay_steps=320"]) == 0
+    assert main(["train", PAAC, "--run-dir", str(split), "--steps", "320", *SMALL_PAAC]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(split), "--steps", "640"]) == 0
+    err = capsys.readouterr().err
+    assert ("rlkit: budget changed from 320 to 640 agent steps; optim.lr_decay_steps pinned to "
+            "320 so the schedules keep their horizon") in err
+    resumed = load_config(split / "config.yaml")
+    assert (resumed.train.steps, resumed.optim.lr_decay_steps) == (640, 320)
+    a, b = (load_checkpoint(d / "checkpoints" / "last.pt")["learner"] for d in (straight, split))
+    assert a["env_steps"] == b["env_steps"] == 640
+    for name, tensor in a["net"].items():
+        assert torch.equal(tensor, b["net"][name]), name
+
+
+def test_resume_removes_temporary_files_of_a_killed_save(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", CARTPOLE, "--run-dir", str(run), "--steps", "300",
+                 *SMALL_CARTPOLE]) == 0
+    stale = run / "checkpoints" / ".last.pt.k1ll3d9x.tmp"  # what kill -9 mid-save leaves
+    stale.write_bytes(b"half a checkpoint")
+    assert main(["train", "--resume", str(run), "--steps", "320"]) == 0
+    assert not stale.exists()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_nproc_ctrl_c_checkpoints_and_exits_130_without_launcher_traceback(tmp_path):
+    """Ctrl-C in a terminal signals the whole foreground process group (here: a new session, so
+    that os.killpg can play the terminal): rlkit, the torchrun launcher and, through it, the
+    ranks. The launcher's SignalException traceback must not reach the user."""
+    run = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agents.cli", "train", CARTPOLE, "--nproc", "2",
+         "--run-dir", str(run), "--steps", "10000000", *SMALL_CARTPOLE,
+         "--set", "train.eval_every=0", "--set", "train.threads=1", "--set", "train.device=cpu"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while not (run / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "SIGINT at step" in out and f"rlkit train --resume {run}" in out
+    assert "Traceback" not in err and "SignalException" not in err, err
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["world_size"] == 2
+
+
+def test_every_tensorboard_curve_uses_agent_steps(tmp_path):
+    """update/*, activations/* (logged by UpdateStep, which counts updates) share the x-axis of
+    train/* and game/*: agent steps. 600 steps with 2 updates per 4 steps after step 100 make
+    about 250 updates, so an update-count axis would end near 250."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    assert main(["train", CARTPOLE, "--run-dir", str(run), "--steps", "600", *SMALL_CARTPOLE,
+                 "--set", "train.eval_every=0"]) == 0
+    events = EventAccumulator(str(run)).Reload()
+    tags = events.Tags()["scalars"]
+    steps = {tag: [e.step for e in events.Scalars(tag)] for tag in tags}
+    families = {tag.split("/")[0] for tag in tags}
+    assert {"train", "game", "update", "grad_norm", "update_ratio", "activations"} <= families
+    for tag, xs in steps.items():
+        assert max(xs) <= 600, tag
+        if tag.split("/")[0] in ("update", "grad_norm", "update_ratio", "activations"):
+            assert min(xs) > 100 and max(xs) > 500, (tag, xs)  # updates start at step 100
