@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from envs.atari_scores import RANDOM_AND_HUMAN, game_name
 from envs.registry import ale_game, is_atari
 
 NATURE_DQN = (
     "Mnih et al. 2015, 'Human-level control through deep reinforcement learning' "
     "(Nature), Extended Data Table 2"
 )
-PAAC = (
-    "Clemente, Castejon & Chandra 2017, 'Efficient Parallel Methods for Deep Reinforcement "
-    "Learning', Table 1"
-)
+RL_ZOO3 = "rl-baselines3-zoo (Raffin et al.), benchmark table, 10M agent steps"
+CLEANRL = "CleanRL (Huang et al. 2022), dqn_atari.py benchmark, 10M agent steps"
 
 
 @dataclass(frozen=True)
@@ -34,18 +33,26 @@ class Reference:
 
 REFERENCES: dict[str, tuple[Reference, ...]] = {
     "pong": (
-        Reference("human (Nature DQN table)", 9.3, NATURE_DQN, "-"),
-        Reference("DQN, Nature 2015", 18.9, NATURE_DQN, "50M frames"),
-        Reference("PAAC, NIPS network", 20.6, PAAC, "80M agent steps (320M frames)"),
+        Reference("DQN, Nature 2015", 18.9, NATURE_DQN, "50M agent steps"),
+        Reference("DQN, CleanRL", 20.25, CLEANRL, "40M frames"),
+        Reference("A2C, rl-zoo3", 17.3, RL_ZOO3, "40M frames"),
     ),
     "breakout": (
-        Reference("human (Nature DQN table)", 31.8, NATURE_DQN, "-"),
-        Reference("DQN, Nature 2015", 401.2, NATURE_DQN, "50M frames"),
+        Reference("DQN, Nature 2015", 401.2, NATURE_DQN, "50M agent steps"),
+        Reference("A2C, rl-zoo3", 279.8, RL_ZOO3, "40M frames"),
     ),
 }
-"""ALE ROM name (``envs.registry.ale_game``) -> its published scores."""
+"""ALE ROM name (``envs.registry.ale_game``) -> its published agents' scores."""
 
 
 def references_for(env_id: str) -> tuple[Reference, ...]:
-    """The published scores for ``env_id``'s game (any Atari id spelling); empty if none."""
-    return REFERENCES.get(ale_game(env_id), ()) if is_atari(env_id) else ()
+    """The published scores for ``env_id``'s game (any Atari id spelling); empty if none.
+
+    The human line of every game in the Nature DQN table comes from ``envs.atari_scores``."""
+    if not is_atari(env_id):
+        return ()
+    human = []
+    game = game_name(env_id)
+    if game is not None:
+        human = [Reference("human (Nature DQN table)", RANDOM_AND_HUMAN[game][1], NATURE_DQN, "-")]
+    return (*human, *REFERENCES.get(ale_game(env_id), ()))

@@ -157,7 +157,8 @@ def test_published_lines_come_from_the_runs_game(tmp_path: Path) -> None:
     assert {(r.label, r.score) for r in refs} == {
         ("human (Nature DQN table)", 9.3),
         ("DQN, Nature 2015", 18.9),
-        ("PAAC, NIPS network", 20.6),
+        ("DQN, CleanRL", 20.25),
+        ("A2C, rl-zoo3", 17.3),
     }
     assert all(r.source for r in refs)
     assert plot_curves.published([cartpole]) == []
