@@ -71,7 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
                              "action with probability 0.25 (Atari)")
     sticky.add_argument("--repeat-action-probability", type=float, metavar="P",
                         help="sticky actions with probability P (default: the training config's)")
+
+    ex = sub.add_parser("export", help="keep only the policy network of a checkpoint",
+                        description="Write the acting network of a training checkpoint (no "
+                                    "optimizer, target network, replay or env state) to a small "
+                                    "file that rlkit evaluate loads; it cannot be resumed.")
+    ex.add_argument("checkpoint", help="RUN_DIR/checkpoints/last.pt or best.pt")
+    ex.add_argument("out", help="file to write, e.g. docs/weights/pong_paac.pt")
     return parser
+
+
+def _export(args: argparse.Namespace) -> int:
+    from agents.evaluate import read_checkpoint
+    from agents.policy import policy_only
+    from rlkit.checkpoint import save_checkpoint
+
+    check_writable(args.out, "OUT")
+    ckpt, _ = read_checkpoint(args.checkpoint)
+    out = save_checkpoint(args.out, policy_only(ckpt))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
 
 
 def _check_seed(seed: int) -> None:
@@ -172,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             code = _launch(args, argv)
             return _train(args) if code is None else code
+        if args.command == "export":
+            return _export(args)
         return _evaluate(args)
     except (*USER_ERRORS, RunError) as exc:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]

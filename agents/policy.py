@@ -31,6 +31,13 @@ POLICY_BUILDERS = {
     "paac": paac.build_policy,
 }
 
+ACTING_STATE_KEYS = {
+    "dqn": ("q",),
+    "double_dqn": ("q",),
+    "paac": ("net",),
+}
+"""The entries of a checkpoint's ``learner`` state that each algorithm's ``build_policy`` reads."""
+
 
 def build_policy(cfg: Config, learner_state: dict[str, Any], observation_space: gym.Space,
                  action_space: gym.Space, device: torch.device, *, seed: int | None = None
@@ -38,3 +45,21 @@ def build_policy(cfg: Config, learner_state: dict[str, Any], observation_space: 
     """The acting network of ``cfg.algo``, loaded from a checkpoint's ``learner`` state."""
     return POLICY_BUILDERS[cfg.algo](cfg, learner_state, observation_space, action_space,
                                      device, seed=seed)
+
+
+def policy_only(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A training checkpoint cut down to what evaluation needs: config, step count, and the
+    acting network's weights (no optimizer, target network, replay or env state).
+
+    The result loads wherever a checkpoint is evaluated (``rlkit evaluate FILE --video``); it is
+    a few MB for the Atari networks, small enough to commit. It cannot be resumed.
+    """
+    algo = checkpoint["config"]["agent"]["algo"]
+    learner = checkpoint["learner"]
+    return {
+        "format": checkpoint["format"],
+        "config": checkpoint["config"],
+        "policy_only": True,
+        "learner": {key: learner[key] for key in ACTING_STATE_KEYS[algo]}
+        | {"env_steps": learner.get("env_steps")},
+    }

@@ -324,6 +324,9 @@ def resume_run(run_dir: str | Path, *, steps: int | None = None, device: str | N
         raise RunError(f"run directory {run_dir} has no checkpoints/last.pt to resume from; "
                        "start a new run with rlkit train CONFIG")
     ckpt, _ = read_checkpoint(last)
+    if ckpt.get("policy_only"):
+        raise RunError(f"{last} holds only a policy network (rlkit export); it can be evaluated "
+                       "but not resumed: restore the run's own last.pt")
     cfg = load_config(run_dir / "config.yaml", [] if device is None else [f"train.device={device}"])
     notes = _resume_notes(cfg, ckpt, steps)
     runner = _runner(cfg, run_dir, init_distributed(cfg.train.device), ckpt)
