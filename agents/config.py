@@ -193,6 +193,9 @@ class TrainConfig:
     """Stop early once a periodic evaluation's mean score reaches this; null = full budget."""
     progress: bool = True
     """Show a tqdm progress bar (steps, SPS, recent game score, ETA)."""
+    expectation: str | None = None
+    """What the score curve should do and when, printed as training starts, so that a flat
+    start that is normal (Pong's first millions of frames) is not mistaken for a bug."""
 
     def validate(self) -> list[str]:
         problems = []

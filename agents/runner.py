@@ -205,6 +205,8 @@ class Runner:
         total = cfg.train.steps
         handlers = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGINT, signal.SIGTERM)}
+        if cfg.train.expectation and self.dist.is_main:
+            print(f"rlkit: expect: {cfg.train.expectation}", file=sys.stderr)
         bar = tqdm(total=total, initial=min(learner.env_steps, total), unit="step",
                    disable=not (cfg.train.progress and self.dist.is_main), dynamic_ncols=True,
                    smoothing=0.05)

@@ -215,3 +215,21 @@ def test_failed_start_removes_the_run_dir_it_made(capsys, tmp_path, monkeypatch)
     code, _, _ = run_cli(capsys, "train", CARTPOLE, "--run-dir", str(existing))
     assert code == 1
     assert (existing / "notes.txt").read_text() == "mine"  # a directory it did not make stays
+
+
+def test_the_configs_expectation_is_printed_as_training_starts(capsys, tmp_path):
+    """A config's ``train.expectation`` (e.g. Pong's flat first millions of frames) reaches the
+    user before the progress bar does."""
+    code, _, err = run_cli(capsys, "train", CARTPOLE, "--steps", "200", "--run-dir",
+                           str(tmp_path / "run"), "--set",
+                           "train.expectation=flat until 1M frames")
+    assert code == 0
+    assert "rlkit: expect: flat until 1M frames" in err
+
+
+def test_published_pong_configs_state_their_expectation():
+    from agents.config import load_config
+
+    for name in ("pong_paac.yaml", "pong_paac_fast.yaml", "pong_dqn_fast.yaml"):
+        expectation = load_config(Path(CARTPOLE).parent / name).train.expectation
+        assert expectation and "frames" in expectation, name
