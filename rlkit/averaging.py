@@ -1,6 +1,6 @@
 """Parameter averaging: Polyak/soft target updates and an EMA copy of a model for evaluation.
 
-CS231n (seed 003): keeping an exponentially decaying average of the weights "almost always" gives
+The CS231n notes: keeping an exponentially decaying average of the weights "almost always" gives
 a slightly better validation error, because SGD jitters around the mode and the average sits
 nearer to it. The same operation, ``target <- (1 - tau) * target + tau * source``, is the soft
 target-network update of DDPG-style agents; ``tau = 1`` is DQN's periodic hard copy.

@@ -1,7 +1,7 @@
 """Early stopping on a validation metric, and the "did it improve?" rule it shares with
 ``ReduceOnPlateau``.
 
-Sutskever (seed 000): use a held-out validation set to decide when to lower the learning rate and
+Sutskever's advice: use a held-out validation set to decide when to lower the learning rate and
 when to stop; stop when the validation error starts to rise. ``EarlyStopping`` also tells the
 caller when the metric improved, which is when to save the "best" checkpoint.
 """

@@ -1,4 +1,4 @@
-"""Numerical gradient checking, following the CS231n notes (seed 003) point by point.
+"""Numerical gradient checking, following the CS231n notes point by point.
 
 * centred differences ``(f(x+h) - f(x-h)) / 2h`` in float64 (single precision alone produces
   errors near 1e-2 for correct gradients);

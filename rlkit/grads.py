@@ -2,7 +2,7 @@
 
 **Convention: every loss in rlkit is a mean over the batch** (``batch_mean``), never a sum.
 Dividing the gradient by the minibatch size means the learning rate need not change when the
-batch size does (Sutskever, seed 000); ``tests/test_core_grads.py`` asserts it.
+batch size does (Sutskever's advice); ``tests/test_core_grads.py`` asserts it.
 
 Clipping never calls ``.item()``: the returned norm is a 0-d tensor on the gradients' device, so
 a GPU training loop is not forced to wait for the device every step.

@@ -10,7 +10,7 @@ Schemes (``fan_in`` = inputs feeding one output unit: ``in_features`` or ``in_ch
 * ``kaiming_uniform`` / ``kaiming_normal``: variance ``2 / fan_in`` for ReLU (He et al. 2015);
 * ``orthogonal``: a (semi-)orthogonal matrix times ``gain`` (Saxe et al. 2014);
 * ``torch_uniform``: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` for weights **and biases**, the old
-  Torch7 default that PAAC's original code used (seed 001 cites it for linear and conv layers).
+  Torch7 default that PAAC's original code used (its default for linear and conv layers).
 
 Biases are zeroed except under ``torch_uniform``. LSTM forget-gate biases start at 1 so that the
 cell remembers by default early in training (Jozefowicz et al. 2015).

@@ -1,4 +1,4 @@
-"""Training monitors from the CS231n notes (seed 003): update/weight ratios, gradient norms,
+"""Training monitors from the CS231n notes: update/weight ratios, gradient norms,
 activation statistics, first-layer filter images, and a NaN/Inf guard.
 
 All of them run on the device and convert to Python numbers only when asked, so ``UpdateStep``

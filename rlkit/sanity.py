@@ -1,4 +1,4 @@
-"""Sanity checks before a long run (CS231n, seed 003).
+"""Sanity checks before a long run (the CS231n notes).
 
 * The initial loss should be the loss at chance: ``ln C`` for a softmax over ``C`` classes with
   small initial weights (2.302 for CIFAR-10). Far above means the initial scale is too large;

@@ -4,10 +4,10 @@ Every schedule is ``value(step) -> float`` with no hidden counter, so resuming a
 gives exactly the value it would have had; ``state_dict`` captures whatever state exists (only
 ``ReduceOnPlateau`` has any, because it is driven by validation metrics rather than the step).
 
-Forms follow the CS231n notes (seed 003): step decay, exponential ``a0 * rate**(t/every)``,
+Forms follow the CS231n notes: step decay, exponential ``a0 * rate**(t/every)``,
 ``1/t`` decay ``a0 / (1 + k t)``; plus linear annealing (DQN's epsilon, PAAC's LR), cosine
 (Loshchilov & Hutter 2017, without restarts) and piecewise-linear. ``ReduceOnPlateau`` is
-Sutskever's advice (seed 000): when the validation metric stalls, divide the LR by 2-5; stop when
+Sutskever's advice: when the validation metric stalls, divide the LR by 2-5; stop when
 it becomes tiny.
 """
 

@@ -1,4 +1,4 @@
-"""Random hyperparameter search with log-uniform sampling (CS231n, seed 003; Bergstra & Bengio
+"""Random hyperparameter search with log-uniform sampling (the CS231n notes; Bergstra & Bengio
 2012): random search beats grid search when only a few hyperparameters matter, and scale
 parameters (learning rate, regularisation) are searched on a log scale, e.g.
 ``lr = 10 ** uniform(-6, 1)``. A best value near the border of its range means the range was

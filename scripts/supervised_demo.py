@@ -1,9 +1,9 @@
 """Train a small classifier on synthetic spirals with the rlkit training core alone.
 
-Shows every practice the core implements, in the order the CS231n notes (seed 003) recommend:
+Shows every practice the core implements, in the order the CS231n notes recommend:
 
 1. data: ``--classes`` interleaved 2-D spiral arms with noise, split 70/15/15 into train,
-   validation and test, standardised with the *training* mean and std (Sutskever, seed 000);
+   validation and test, standardised with the *training* mean and std (Sutskever's advice);
 2. a gradient check of the loss in float64 on four examples (``rlkit.gradcheck``, ReLU kinks
    detected and skipped);
 3. initial loss against chance ``ln C`` (last layer initialised small) and overfitting a tiny
