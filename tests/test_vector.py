@@ -146,10 +146,13 @@ def test_auto_rule() -> None:
     expected = "async" if (os.cpu_count() or 1) >= 2 else "sync"
     assert choose_backend("Pong", 8, {}) == expected
     vec = make_vector_env("CartPole-v1", 3, seed=0)
-    assert isinstance(vec, InProcessVectorEnv)
+    assert isinstance(vec, InProcessVectorEnv) and vec.backend == "sync"
     vec.close()
     vec = make_vector_env("Pong", 2, episodic_life=False)
-    assert isinstance(vec, AleVectorEnv)
+    assert isinstance(vec, AleVectorEnv) and vec.backend == "ale"
+    vec.close()
+    vec = make_vector_env("CartPole-v1", 2, backend="async", num_workers=1)
+    assert vec.backend == "async"
     vec.close()
 
 
@@ -345,3 +348,69 @@ def test_a_worker_that_stops_answering_is_named_after_timeout_s() -> None:
         SharedMemoryVectorEnv(fns, timeout_s=0)
     with pytest.raises(ValueError, match="timeout_s is an option of backend 'async' only"):
         make_vector_env("CartPole-v1", 2, backend="sync", timeout_s=5.0)
+
+
+def run_script(tmp_path, body: str) -> subprocess.CompletedProcess:
+    """Run ``body`` as a plain script (``python script.py``), importing this checkout."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(body))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root}
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_async_from_an_unguarded_script_forks_and_a_guarded_one_uses_forkserver(tmp_path) -> None:
+    # Without a main guard, forkserver/spawn workers re-ran the script and the user got a page
+    # of child tracebacks and a WorkerError. Build it at the top level and inside a function.
+    unguarded = run_script(
+        tmp_path,
+        """
+        from envs import make_vector_env
+        def build():
+            return make_vector_env("CartPole-v1", 2, backend="async", num_workers=1)
+        vec = make_vector_env("CartPole-v1", 2, backend="async", num_workers=1)
+        vec.reset(seed=0)
+        vec.step([0, 1])
+        other = build()
+        print(vec.backend, vec.start_method, other.start_method)
+        vec.close()
+        other.close()
+        """,
+    )
+    assert unguarded.returncode == 0, unguarded.stderr
+    assert unguarded.stdout.split() == ["async", "fork", "fork"]
+    guarded = run_script(
+        tmp_path,
+        """
+        from envs import make_vector_env
+        if __name__ == "__main__":
+            vec = make_vector_env("CartPole-v1", 2, backend="async", num_workers=1)
+            vec.reset(seed=0)
+            print(vec.start_method)
+            vec.close()
+        """,
+    )
+    assert guarded.returncode == 0 and guarded.stdout.split() == ["forkserver"], guarded.stderr
+
+
+def test_an_explicit_start_method_that_reruns_an_unguarded_script_is_one_line(tmp_path) -> None:
+    run = run_script(
+        tmp_path,
+        """
+        import functools
+        from envs import make_env
+        from envs.vector import SharedMemoryVectorEnv
+        fns = [functools.partial(make_env, "CartPole-v1", seed=i) for i in range(2)]
+        try:
+            SharedMemoryVectorEnv(fns, num_workers=1, context="spawn")
+        except ValueError as error:
+            print(error)
+        """,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert len(lines) == 1 and "context='spawn' runs the top level of" in lines[0]
+    assert 'if __name__ == "__main__":' in lines[0] and "line 7" in lines[0]

@@ -27,6 +27,8 @@ NO_FRAME_CAP = 2**31 - 1  # the native env reads 0 as "truncate at once"
 class AleVectorEnv(VectorEnv):
     """``make_atari``-equivalent observations and infos from ale-py's threaded vector env."""
 
+    backend = "ale"
+
     def __init__(
         self,
         game: str,

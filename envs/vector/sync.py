@@ -20,6 +20,8 @@ class InProcessVectorEnv(VectorEnv):
     step. Returned arrays are copies; callers may keep them.
     """
 
+    backend = "sync"
+
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]]) -> None:
         envs = [fn() for fn in env_fns]
         self.num_envs = len(envs)
