@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gymnasium.error import ClosedEnvironmentError
 
 from envs import is_atari, make_atari, make_env
 
@@ -99,3 +100,29 @@ def test_unknown_ids_suggest_the_closest_known_ids(env_id: str, suggestion: str)
 def test_out_of_range_options_name_the_parameter(option: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"^{option}=.*must be"):
         make_atari("Pong", **{option: value})
+
+
+@pytest.mark.parametrize("env_id", ["Breakout", "CartPole-v1"])
+def test_single_env_refuses_bad_actions_and_use_after_close(env_id: str) -> None:
+    # Before: Atari picked the last action for -1 and raised a bare IndexError for n; CartPole
+    # raised an AssertionError; a closed env kept stepping.
+    env = make_env(env_id, seed=0)
+    env.reset()
+    n = env.action_space.n
+    bad = {
+        rf"^action {n} is out of range; actions must be integers in \[0, {n}\)": n,
+        r"^action -1 is out of range": np.int64(-1),
+        r"^action must be an integer .* got 1.5 of type float; pass an int": 1.5,
+        r"^action has shape \(2,\), expected one integer": [0, 1],
+    }
+    for message, action in bad.items():
+        with pytest.raises(ValueError, match=message):
+            env.step(action)
+    env.step(np.int64(0))
+    env.step(np.array(1))
+    env.close()
+    env.close()
+    with pytest.raises(ClosedEnvironmentError, match="this env is closed"):
+        env.step(0)
+    with pytest.raises(ClosedEnvironmentError, match="this env is closed"):
+        env.reset()

@@ -43,9 +43,10 @@ from typing import Any, NoReturn
 import cv2
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from envs.guard import GuardedVectorEnv
 from envs.vector.group import EnvGroup, seeds_for, stack_infos
 
 
@@ -259,7 +260,7 @@ def _worker(
             shm.close()
 
 
-class SharedMemoryVectorEnv(VectorEnv):
+class SharedMemoryVectorEnv(GuardedVectorEnv):
     """Vector env whose envs run in worker processes writing into shared memory.
 
     ``num_workers=None`` (the default) runs one worker per CPU core but one and steps the first
@@ -449,7 +450,7 @@ class SharedMemoryVectorEnv(VectorEnv):
             raise
         return infos
 
-    def reset(
+    def _reset(
         self, *, seed: int | Sequence[int | None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -458,7 +459,7 @@ class SharedMemoryVectorEnv(VectorEnv):
         infos = self._run("reset", payloads, EnvGroup.reset, seeds[: self.main_envs], options)
         return self._views["obs"].copy(), stack_infos(infos)
 
-    def step(
+    def _step(
         self, actions: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         v = self._views
