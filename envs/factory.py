@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium as gym
 
 from envs.guard import EnvGuard
-from envs.registry import canonical_atari_id, is_atari, unknown_env_error
+from envs.registry import canonical_atari_id, is_atari, not_atari_error, unknown_env_error
 from envs.wrappers import (
     ClipReward,
     EpisodicLife,
@@ -81,7 +81,7 @@ def make_atari(
     """
     canonical = canonical_atari_id(env_id)
     if canonical is None:
-        raise unknown_env_error(env_id)
+        raise not_atari_error(env_id)
     check_atari_options(
         frame_skip=frame_skip,
         frame_stack=frame_stack,

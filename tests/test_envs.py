@@ -126,3 +126,11 @@ def test_single_env_refuses_bad_actions_and_use_after_close(env_id: str) -> None
         env.step(0)
     with pytest.raises(ClosedEnvironmentError, match="this env is closed"):
         env.reset()
+
+
+def test_make_atari_tells_a_non_atari_id_to_use_make_env() -> None:
+    # It said "unknown env id 'CartPole-v1': did you mean 'CartPole-v1'".
+    with pytest.raises(ValueError, match=r"^'CartPole-v1' is not an Atari game id; .*make_env"):
+        make_atari("CartPole-v1")
+    with pytest.raises(ValueError, match="unknown env id 'Pongg'"):
+        make_atari("Pongg")

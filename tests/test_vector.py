@@ -290,6 +290,14 @@ def test_calling_process_steps_its_share_like_the_workers() -> None:
         shared_memory_env("CartPole-v1", [0, 1, 2, 3], num_workers=3, main_envs=2)
 
 
+def test_num_workers_0_is_refused_with_the_range_the_message_states() -> None:
+    # It used to mean "the default", although the message gave the range as >= 1.
+    with pytest.raises(ValueError, match=r"^num_workers=0 is out of range; it must be in \[1, "):
+        make_vector_env("CartPole-v1", 4, backend="async", num_workers=0)
+    with pytest.raises(ValueError, match=r"^num_workers=1.5 is out of range"):
+        make_vector_env("CartPole-v1", 4, backend="async", num_workers=1.5)
+
+
 def test_failures_with_a_calling_process_share_name_the_env() -> None:
     fns = [functools.partial(make_env, "CartPole-v1", seed=s) for s in range(4)]
     fns[1] = functools.partial(MisbehavingCartPole, RuntimeError, 1)

@@ -290,7 +290,7 @@ class SharedMemoryVectorEnv(GuardedVectorEnv):
         self.closed = True  # nothing to close until the checks below pass
         self.num_envs = len(env_fns)
         cores = os.cpu_count() or 1
-        workers = num_workers or min(self.num_envs, max(1, cores - 1))
+        workers = min(self.num_envs, max(1, cores - 1)) if num_workers is None else num_workers
         if main_envs is None:
             main_envs = self.num_envs // (workers + 1) if num_workers is None else 0
         if not 0 <= main_envs < self.num_envs:
@@ -298,7 +298,7 @@ class SharedMemoryVectorEnv(GuardedVectorEnv):
                 f"main_envs={main_envs} is out of range; it must be in [0, num_envs - 1="
                 f"{self.num_envs - 1}] (the workers need at least one env)"
             )
-        if not 1 <= workers <= self.num_envs - main_envs:
+        if not isinstance(workers, int) or not 1 <= workers <= self.num_envs - main_envs:
             raise ValueError(
                 f"num_workers={num_workers} is out of range; it must be in [1, num_envs - "
                 f"main_envs={self.num_envs - main_envs}]"
