@@ -347,9 +347,7 @@ class GrayscaleResize(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
             and space.dtype == np.uint8
             and (len(space.shape) == 2 or (len(space.shape) == 3 and space.shape[2] == 3))
         ):
-            raise ValueError(
-                f"GrayscaleResize needs uint8 (H, W) or (H, W, 3) frames, got {space}"
-            )
+            raise ValueError(f"GrayscaleResize needs uint8 (H, W) or (H, W, 3) frames, got {space}")
         self.screen_size = int(screen_size)
         self._rgb = len(space.shape) == 3
         self.observation_space = Box(0, 255, (screen_size, screen_size), np.uint8)

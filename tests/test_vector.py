@@ -26,7 +26,10 @@ from envs.vector import (
 )
 
 REFERENCE_OPTIONS = {
-    "noop_max": 0, "episodic_life": False, "clip_rewards": False, "fire_reset": False,
+    "noop_max": 0,
+    "episodic_life": False,
+    "clip_rewards": False,
+    "fire_reset": False,
 }
 
 

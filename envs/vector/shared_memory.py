@@ -451,7 +451,9 @@ class SharedMemoryVectorEnv(GuardedVectorEnv):
         return infos
 
     def _reset(
-        self, *, seed: int | Sequence[int | None] | None = None,
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         seeds = seeds_for(seed, self.num_envs)

@@ -37,16 +37,16 @@ class InProcessVectorEnv(GuardedVectorEnv):
         self._rewards = np.zeros(self.num_envs, dtype=np.float64)
         self._terminated = np.zeros(self.num_envs, dtype=bool)
         self._truncated = np.zeros(self.num_envs, dtype=bool)
-        self._group = EnvGroup(
-            envs, 0, self._obs, self._rewards, self._terminated, self._truncated
-        )
+        self._group = EnvGroup(envs, 0, self._obs, self._rewards, self._terminated, self._truncated)
 
     @property
     def envs(self) -> list[gym.Env]:
         return self._group.envs
 
     def _reset(
-        self, *, seed: int | Sequence[int | None] | None = None,
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         infos = self._group.reset(seeds_for(seed, self.num_envs), options)
