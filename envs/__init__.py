@@ -5,6 +5,7 @@ Public API: ``make_atari``, ``make_env``, ``make_vector_env``, ``is_atari`` and 
 """
 
 from envs.factory import make_atari, make_env
+from envs.guard import EnvGuard, check_actions
 from envs.registry import is_atari
 from envs.vector import make_vector_env
 from envs.wrappers import (
@@ -20,6 +21,7 @@ from envs.wrappers import (
 
 __all__ = [
     "ClipReward",
+    "EnvGuard",
     "EpisodicLife",
     "FireReset",
     "FrameLimit",
@@ -27,6 +29,7 @@ __all__ = [
     "FrameStack",
     "GrayscaleResize",
     "NoopReset",
+    "check_actions",
     "is_atari",
     "make_atari",
     "make_env",

@@ -7,7 +7,8 @@ from typing import Any
 
 import gymnasium as gym
 
-from envs.registry import canonical_atari_id, is_atari, unknown_env_error
+from envs.guard import EnvGuard
+from envs.registry import canonical_atari_id, is_atari, not_atari_error, unknown_env_error
 from envs.wrappers import (
     ClipReward,
     EpisodicLife,
@@ -74,12 +75,13 @@ def make_atari(
     always made with ``frameskip=1``, sticky actions from ``repeat_action_probability`` and no
     frame cap of its own (``FrameLimit`` applies ``max_episode_frames``; None disables it).
     Observations are uint8 ``(frame_stack, screen_size, screen_size)``, oldest frame first.
+    ``EnvGuard`` sits outermost: an invalid action or a step after ``close()`` is refused.
     ``seed`` seeds the env with one ``reset(seed=seed)`` here and seeds the action space.
     For evaluation use ``episodic_life=False, clip_rewards=False``.
     """
     canonical = canonical_atari_id(env_id)
     if canonical is None:
-        raise unknown_env_error(env_id)
+        raise not_atari_error(env_id)
     check_atari_options(
         frame_skip=frame_skip,
         frame_stack=frame_stack,
@@ -109,7 +111,7 @@ def make_atari(
     env = GrayscaleResize(env, screen_size)
     if clip_rewards:
         env = ClipReward(env)
-    env = FrameStack(env, frame_stack)
+    env = EnvGuard(FrameStack(env, frame_stack))
     _seed(env, seed)
     return env
 
@@ -124,8 +126,9 @@ ATARI_OPTIONS = frozenset(
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     """Atari ids go through ``make_atari(env_id, **kwargs)``; other registered ids are made as is.
 
-    For non-Atari ids, ``seed`` is applied like in ``make_atari`` and the remaining kwargs go to
-    ``gymnasium.make``; Atari-only options (``frame_stack`` ...) raise a ValueError.
+    For non-Atari ids, ``seed`` is applied like in ``make_atari``, the remaining kwargs go to
+    ``gymnasium.make`` and ``EnvGuard`` wraps the result; Atari-only options (``frame_stack``
+    ...) raise a ValueError.
     Unknown ids raise a ValueError that suggests the closest known ids.
     """
     if is_atari(env_id):
@@ -139,7 +142,7 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
             "remove them for this env"
         )
     seed = kwargs.pop("seed", None)
-    env = gym.make(env_id, **kwargs)
+    env = EnvGuard(gym.make(env_id, **kwargs))
     _seed(env, seed)
     return env
 

@@ -52,6 +52,17 @@ def ale_game(env_id: str) -> str:
     return gym.registry[canonical].kwargs["game"]
 
 
+def not_atari_error(env_id: str) -> ValueError:
+    """For ``make_atari`` given an id: a registered non-Atari id gets told where it belongs,
+    anything else the closest known ids (``unknown_env_error``)."""
+    if env_id not in gym.registry:
+        return unknown_env_error(env_id)
+    return ValueError(
+        f"{env_id!r} is not an Atari game id; make_atari builds Atari games only, use "
+        f"envs.make_env({env_id!r}) for other gymnasium envs"
+    )
+
+
 def unknown_env_error(env_id: str) -> ValueError:
     """A ValueError naming the closest registered ids (and bare Atari game names)."""
     bare_games = [spec_id[len("ALE/") : -len("-v5")] for spec_id in _v5_ids_by_game().values()]

@@ -15,6 +15,9 @@ wrappers above keep them): ``info["raw_reward"]`` (float, the unclipped game rew
 step) and ``info["game_over"]`` (bool, the real game ended, as opposed to a life-loss episode end).
 Reset infos carry ``raw_reward=0.0`` and ``game_over=False`` so that vector-env info arrays always
 hold both keys.
+
+Every wrapper records its constructor arguments (``gymnasium.utils.RecordConstructorArgs``), so
+``env.spec`` describes the whole stack and ``gymnasium.make(env.spec)`` rebuilds it.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def _action_index(env: gym.Env, meaning: str) -> int | None:
     return meanings.index(meaning) if meaning in meanings else None
 
 
-class FrameLimit(gym.Wrapper):
+class FrameLimit(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Truncate an episode once the emulator has run ``max_frames`` frames (default 108,000).
 
     Counting emulator frames (not agent steps) keeps the cap at 30 minutes of play whatever the
@@ -63,7 +66,8 @@ class FrameLimit(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, max_frames: int = 108_000) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, max_frames=max_frames)
+        gym.Wrapper.__init__(self, env)
         if max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
         self.max_frames = int(max_frames)
@@ -78,7 +82,7 @@ class FrameLimit(gym.Wrapper):
         return self._ale_interface.getEpisodeFrameNumber() >= self.max_frames
 
 
-class NoopReset(gym.Wrapper):
+class NoopReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """After each reset, play a random number of NOOP frames in ``[1, noop_max]``.
 
     Random no-op starts (Mnih et al. 2015) vary the start state of deterministic games. The
@@ -87,7 +91,8 @@ class NoopReset(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, noop_max: int = 30) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, noop_max=noop_max)
+        gym.Wrapper.__init__(self, env)
         if noop_max < 0:
             raise ValueError(f"noop_max must be >= 0, got {noop_max}")
         noop = _action_index(env, "NOOP")
@@ -199,7 +204,7 @@ class _EmulatorFrames:
         return self._get_info()
 
 
-class FrameSkip(gym.Wrapper):
+class FrameSkip(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Repeat each action ``skip`` times, sum the rewards, max-pool the last two frames.
 
     Max-pooling removes the flicker of sprites drawn on alternate frames (Mnih et al. 2015).
@@ -211,7 +216,8 @@ class FrameSkip(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, skip: int = 4) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, skip=skip)
+        gym.Wrapper.__init__(self, env)
         if skip < 1:
             raise ValueError(f"skip must be >= 1, got {skip}")
         space = env.observation_space
@@ -255,7 +261,7 @@ class FrameSkip(gym.Wrapper):
         return self._frames[0].copy(), total, terminated, truncated, info
 
 
-class EpisodicLife(gym.Wrapper):
+class EpisodicLife(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """End the training episode when a life is lost; reset the game only when it is really over.
 
     Mnih et al. (2015) end episodes at life loss during training. ``reset()`` after a life loss
@@ -265,7 +271,8 @@ class EpisodicLife(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
         self._ale_interface = _ale(env, "EpisodicLife")
         self._noop = _action_index(env, "NOOP") or 0
         self._lives = 0
@@ -296,7 +303,7 @@ class EpisodicLife(gym.Wrapper):
         return obs, _reset_info(info)
 
 
-class FireReset(gym.Wrapper):
+class FireReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Press FIRE after each reset, in games whose action meanings contain FIRE.
 
     Games such as Breakout wait for FIRE to launch the ball; without it an agent can stall for a
@@ -304,7 +311,8 @@ class FireReset(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
         self.fire_action = _action_index(env, "FIRE")
 
     def reset(
@@ -320,7 +328,7 @@ class FireReset(gym.Wrapper):
         return obs, _reset_info(info)
 
 
-class GrayscaleResize(gym.ObservationWrapper):
+class GrayscaleResize(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Convert frames to grayscale (if RGB) and resize to ``screen_size`` with ``INTER_AREA``.
 
     ``make_atari`` asks ALE for grayscale frames (ALE's palette, as ``AtariPreprocessing`` uses)
@@ -329,7 +337,8 @@ class GrayscaleResize(gym.ObservationWrapper):
     """
 
     def __init__(self, env: gym.Env, screen_size: int = 84) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, screen_size=screen_size)
+        gym.ObservationWrapper.__init__(self, env)
         if screen_size < 8:
             raise ValueError(f"screen_size must be >= 8, got {screen_size}")
         space = env.observation_space
@@ -338,9 +347,7 @@ class GrayscaleResize(gym.ObservationWrapper):
             and space.dtype == np.uint8
             and (len(space.shape) == 2 or (len(space.shape) == 3 and space.shape[2] == 3))
         ):
-            raise ValueError(
-                f"GrayscaleResize needs uint8 (H, W) or (H, W, 3) frames, got {space}"
-            )
+            raise ValueError(f"GrayscaleResize needs uint8 (H, W) or (H, W, 3) frames, got {space}")
         self.screen_size = int(screen_size)
         self._rgb = len(space.shape) == 3
         self.observation_space = Box(0, 255, (screen_size, screen_size), np.uint8)
@@ -353,12 +360,16 @@ class GrayscaleResize(gym.ObservationWrapper):
         )
 
 
-class ClipReward(gym.Wrapper):
+class ClipReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Replace each reward by its sign; keep the unclipped reward in ``info["raw_reward"]``.
 
     Sign clipping lets one learning rate serve games with very different score scales (Mnih et
     al. 2015); the raw reward stays available so that returns are reported in game score.
     """
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
 
     def step(self, action: Any) -> StepResult:
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -367,7 +378,7 @@ class ClipReward(gym.Wrapper):
         return obs, float((reward > 0) - (reward < 0)), terminated, truncated, info
 
 
-class FrameStack(gym.Wrapper):
+class FrameStack(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Stack the last ``num_stack`` observations on a new leading axis, oldest first.
 
     After a reset every slot holds a copy of the first observation. The stack lives in one
@@ -376,7 +387,8 @@ class FrameStack(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, num_stack: int = 4) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, num_stack=num_stack)
+        gym.Wrapper.__init__(self, env)
         if num_stack < 1:
             raise ValueError(f"num_stack must be >= 1, got {num_stack}")
         space = env.observation_space

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.error import ClosedEnvironmentError
+from gymnasium.utils.env_checker import check_env
 
 from envs import is_atari, make_atari, make_env
 
@@ -93,9 +96,91 @@ def test_unknown_ids_suggest_the_closest_known_ids(env_id: str, suggestion: str)
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("frame_stack", 0), ("screen_size", 7), ("frame_skip", 0), ("noop_max", -1),
-     ("repeat_action_probability", 1.5), ("max_episode_frames", 0)],
+    [
+        ("frame_stack", 0),
+        ("screen_size", 7),
+        ("frame_skip", 0),
+        ("noop_max", -1),
+        ("repeat_action_probability", 1.5),
+        ("max_episode_frames", 0),
+    ],
 )
 def test_out_of_range_options_name_the_parameter(option: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"^{option}=.*must be"):
         make_atari("Pong", **{option: value})
+
+
+@pytest.mark.parametrize("env_id", ["Breakout", "CartPole-v1"])
+def test_single_env_refuses_bad_actions_and_use_after_close(env_id: str) -> None:
+    # Before: Atari picked the last action for -1 and raised a bare IndexError for n; CartPole
+    # raised an AssertionError; a closed env kept stepping.
+    env = make_env(env_id, seed=0)
+    env.reset()
+    n = env.action_space.n
+    bad = {
+        rf"^action {n} is out of range; actions must be integers in \[0, {n}\)": n,
+        r"^action -1 is out of range": np.int64(-1),
+        r"^action must be an integer .* got 1.5 of type float; pass an int": 1.5,
+        r"^action has shape \(2,\), expected one integer": [0, 1],
+    }
+    for message, action in bad.items():
+        with pytest.raises(ValueError, match=message):
+            env.step(action)
+    env.step(np.int64(0))
+    env.step(np.array(1))
+    env.close()
+    env.close()
+    with pytest.raises(ClosedEnvironmentError, match="this env is closed"):
+        env.step(0)
+    with pytest.raises(ClosedEnvironmentError, match="this env is closed"):
+        env.reset()
+
+
+def test_make_atari_tells_a_non_atari_id_to_use_make_env() -> None:
+    # It said "unknown env id 'CartPole-v1': did you mean 'CartPole-v1'".
+    with pytest.raises(ValueError, match=r"^'CartPole-v1' is not an Atari game id; .*make_env"):
+        make_atari("CartPole-v1")
+    with pytest.raises(ValueError, match="unknown env id 'Pongg'"):
+        make_atari("Pongg")
+
+
+MADE = {
+    "make_atari defaults": lambda: make_atari("Breakout"),
+    "make_atari options": lambda: make_atari(
+        "Pong",
+        noop_max=5,
+        episodic_life=False,
+        clip_rewards=False,
+        frame_stack=2,
+        screen_size=42,
+        max_episode_frames=2_000,
+        repeat_action_probability=0.25,
+    ),
+    "make_env classic": lambda: make_env("CartPole-v1"),
+}
+
+
+def wrapper_chain(env: gym.Env) -> list[str]:
+    chain = []
+    while isinstance(env, gym.Wrapper):
+        chain.append(type(env).__name__)
+        env = env.env
+    return chain
+
+
+@pytest.mark.parametrize("made", MADE)
+def test_spec_round_trips_through_gymnasium_make(made: str) -> None:
+    # FrameLimit and the other wrappers did not record their arguments, so the spec could not
+    # be made again ("does not inherit from RecordConstructorArgs").
+    env = MADE[made]()
+    again = gym.make(env.spec)
+    assert wrapper_chain(again) == wrapper_chain(env)
+    assert again.spec == env.spec
+    steps = 150 if isinstance(env.action_space, gym.spaces.Discrete) else 0
+    assert_same(rollout(again, steps, seed=4), rollout(env, steps, seed=4))
+
+
+@pytest.mark.filterwarnings("ignore:.*(different from the unwrapped|infinity):UserWarning")
+@pytest.mark.parametrize("made", MADE)
+def test_gymnasium_env_checker_passes(made: str) -> None:
+    check_env(MADE[made](), skip_render_check=True)  # the render check opens windows

@@ -676,7 +676,7 @@ def test_a_rejected_single_env_add_leaves_the_buffer_unchanged() -> None:
     before = pickle.dumps(buf.state_dict())
     with pytest.raises(ValueError, match=r"must equal obs\[1:\].*\(env 0\)"):
         buf.add(next_obs, 1, 0.5, np.stack([frame(9), frame(4)]), True, False)
-    with pytest.raises(ValueError, match="invalid literal"):
+    with pytest.raises(ValueError, match="^action must be int64 integers, got <U4 value 'left'"):
         buf.add(next_obs, "left", 0.5, np.stack([frame(3), frame(4)]), True, False)
     with pytest.raises(ValueError, match=r"reward has shape \(2,\), expected \(1,\)"):
         buf.add(next_obs, 1, [0.5, 1.0], np.stack([frame(3), frame(4)]), True, False)
@@ -692,3 +692,66 @@ def test_per_state_dict_with_another_tree_layout_is_refused_before_anything_chan
     with pytest.raises(ValueError, match="sum-tree nodes .* another tree layout"):
         fresh.load_state_dict(state)
     assert pickle.dumps(fresh.state_dict()) == before
+
+
+def atari_step() -> tuple[np.ndarray, np.ndarray]:
+    """A consistent uint8 ``(obs, next_obs)`` pair at frame_stack 4."""
+    frames = np.arange(5 * 3 * 3, dtype=np.uint8).reshape(5, 3, 3)
+    return frames[:4], frames[1:]
+
+
+ATARI_STEP = atari_step()
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "message"),
+    [
+        (
+            "obs",
+            ATARI_STEP[0].astype(np.float32) / 255.0,  # scaled frames used to be stored as zeros
+            r"^obs must be uint8 integers in \[0, 255\], got float32 value 0\.0039.*"
+            r"lossless.*uint8 frames, not scaled to \[0, 1\]",
+        ),
+        ("obs", np.where(ATARI_STEP[0] == 0, 300.0, ATARI_STEP[0]), "got float64 value 300 "),
+        ("next_obs", ATARI_STEP[1].astype(np.int64) - 10, "^next_obs must .* int64 value -1 "),
+        ("action", 2.7, "^action must be int64 integers, got float64 value 2.7 .*integer actions"),
+        ("terminated", "no", r"^terminated must be bool \(True/False or 0/1\), got <U2 value 'no'"),
+        ("truncated", 2, "^truncated must be bool .* got int64 value 2"),
+        ("reward", float("nan"), "^reward must be finite float32, got float64 value nan;"),
+        ("reward", np.float32("inf"), "^reward must be finite float32, got float32 value inf;"),
+        ("reward", 1e300, "^reward must be finite float32, got float64 value 1e.300"),
+    ],
+)
+@pytest.mark.parametrize("num_envs", [1, 2])
+def test_values_that_would_be_stored_wrong_are_refused_in_one_line(
+    argument: str, value: object, message: str, num_envs: int
+) -> None:
+    buf = ReplayBuffer(16, (4, 3, 3), frame_stack=4, num_envs=num_envs)
+    obs, next_obs = ATARI_STEP
+    args = {"obs": obs, "action": 1, "reward": 1.0, "next_obs": next_obs}
+    args.update(terminated=False, truncated=False)
+    args[argument] = value
+    if num_envs > 1:  # the same step in both envs, with the leading env axis
+        args = {name: np.stack([np.asarray(v)] * num_envs) for name, v in args.items()}
+    before = pickle.dumps(buf.state_dict())
+    with pytest.raises(ValueError, match=message) as error:
+        buf.add(**args)
+    assert "\n" not in str(error.value)
+    assert pickle.dumps(buf.state_dict()) == before
+
+
+def test_lossless_conversions_are_still_accepted() -> None:
+    buf = ReplayBuffer(16, (4, 3, 3), frame_stack=4, num_envs=2)
+    obs, next_obs = ATARI_STEP
+    as_float = np.stack([obs, obs]).astype(np.float64)  # integral values in [0, 255]
+    buf.add(
+        as_float,
+        [1.0, 2.0],
+        np.array([1, -1]),
+        np.stack([next_obs, next_obs]).astype(np.int64),
+        np.array([1, 0]),
+        np.array([0.0, 1.0]),
+    )
+    state = buf.state_dict()
+    assert list(state["count"]) == [1, 1] and [a.tolist() for a in state["actions"]] == [[1], [2]]
+    np.testing.assert_array_equal(buf.sample(4).obs[0], obs)

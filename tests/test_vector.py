@@ -14,6 +14,7 @@ from multiprocessing.shared_memory import SharedMemory
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.error import ClosedEnvironmentError
 
 from envs import make_env, make_vector_env
 from envs.vector import (
@@ -25,7 +26,10 @@ from envs.vector import (
 )
 
 REFERENCE_OPTIONS = {
-    "noop_max": 0, "episodic_life": False, "clip_rewards": False, "fire_reset": False,
+    "noop_max": 0,
+    "episodic_life": False,
+    "clip_rewards": False,
+    "fire_reset": False,
 }
 
 
@@ -146,10 +150,13 @@ def test_auto_rule() -> None:
     expected = "async" if (os.cpu_count() or 1) >= 2 else "sync"
     assert choose_backend("Pong", 8, {}) == expected
     vec = make_vector_env("CartPole-v1", 3, seed=0)
-    assert isinstance(vec, InProcessVectorEnv)
+    assert isinstance(vec, InProcessVectorEnv) and vec.backend == "sync"
     vec.close()
     vec = make_vector_env("Pong", 2, episodic_life=False)
-    assert isinstance(vec, AleVectorEnv)
+    assert isinstance(vec, AleVectorEnv) and vec.backend == "ale"
+    vec.close()
+    vec = make_vector_env("CartPole-v1", 2, backend="async", num_workers=1)
+    assert vec.backend == "async"
     vec.close()
 
 
@@ -218,10 +225,12 @@ def test_worker_dead_before_the_next_command_is_named_not_a_broken_pipe() -> Non
 
 
 def test_env_exception_names_the_env_index() -> None:
-    vec = make_vector_env("CartPole-v1", 4, backend="async", num_workers=2, seed=0)
+    fns = [functools.partial(make_env, "CartPole-v1", seed=i) for i in range(3)]
+    fns.append(functools.partial(MisbehavingCartPole, RuntimeError, 1))
+    vec = SharedMemoryVectorEnv(fns, num_workers=2, context="fork")
     vec.reset()
     with pytest.raises(WorkerError, match="env 3 .async worker 1. raised"):
-        vec.step(np.array([0, 1, 0, 7]))  # 7 is outside CartPole's Discrete(2)
+        vec.step(np.zeros(4, dtype=np.int64))
     vec.close()
 
 
@@ -284,11 +293,21 @@ def test_calling_process_steps_its_share_like_the_workers() -> None:
         shared_memory_env("CartPole-v1", [0, 1, 2, 3], num_workers=3, main_envs=2)
 
 
+def test_num_workers_0_is_refused_with_the_range_the_message_states() -> None:
+    # It used to mean "the default", although the message gave the range as >= 1.
+    with pytest.raises(ValueError, match=r"^num_workers=0 is out of range; it must be in \[1, "):
+        make_vector_env("CartPole-v1", 4, backend="async", num_workers=0)
+    with pytest.raises(ValueError, match=r"^num_workers=1.5 is out of range"):
+        make_vector_env("CartPole-v1", 4, backend="async", num_workers=1.5)
+
+
 def test_failures_with_a_calling_process_share_name_the_env() -> None:
-    vec = shared_memory_env("CartPole-v1", [0, 1, 2, 3], num_workers=1, main_envs=2)
+    fns = [functools.partial(make_env, "CartPole-v1", seed=s) for s in range(4)]
+    fns[1] = functools.partial(MisbehavingCartPole, RuntimeError, 1)
+    vec = SharedMemoryVectorEnv(fns, num_workers=1, main_envs=2)
     vec.reset()
     with pytest.raises(WorkerError, match=r"env 1 \(calling process\) raised"):
-        vec.step(np.array([0, 7, 0, 1]))  # 7 is outside CartPole's Discrete(2)
+        vec.step(np.zeros(4, dtype=np.int64))
     assert_unusable_and_closed_cleanly(vec)
     vec = shared_memory_env("CartPole-v1", [0, 1, 2, 3], num_workers=1, main_envs=2)
     vec.reset()
@@ -345,3 +364,99 @@ def test_a_worker_that_stops_answering_is_named_after_timeout_s() -> None:
         SharedMemoryVectorEnv(fns, timeout_s=0)
     with pytest.raises(ValueError, match="timeout_s is an option of backend 'async' only"):
         make_vector_env("CartPole-v1", 2, backend="sync", timeout_s=5.0)
+
+
+def run_script(tmp_path, body: str) -> subprocess.CompletedProcess:
+    """Run ``body`` as a plain script (``python script.py``), importing this checkout."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(body))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root}
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_async_from_an_unguarded_script_forks_and_a_guarded_one_uses_forkserver(tmp_path) -> None:
+    # Without a main guard, forkserver/spawn workers re-ran the script and the user got a page
+    # of child tracebacks and a WorkerError. Build it at the top level and inside a function.
+    unguarded = run_script(
+        tmp_path,
+        """
+        from envs import make_vector_env
+        def build():
+            return make_vector_env("CartPole-v1", 2, backend="async", num_workers=1)
+        vec = make_vector_env("CartPole-v1", 2, backend="async", num_workers=1)
+        vec.reset(seed=0)
+        vec.step([0, 1])
+        other = build()
+        print(vec.backend, vec.start_method, other.start_method)
+        vec.close()
+        other.close()
+        """,
+    )
+    assert unguarded.returncode == 0, unguarded.stderr
+    assert unguarded.stdout.split() == ["async", "fork", "fork"]
+    guarded = run_script(
+        tmp_path,
+        """
+        from envs import make_vector_env
+        if __name__ == "__main__":
+            vec = make_vector_env("CartPole-v1", 2, backend="async", num_workers=1)
+            vec.reset(seed=0)
+            print(vec.start_method)
+            vec.close()
+        """,
+    )
+    assert guarded.returncode == 0 and guarded.stdout.split() == ["forkserver"], guarded.stderr
+
+
+def test_an_explicit_start_method_that_reruns_an_unguarded_script_is_one_line(tmp_path) -> None:
+    run = run_script(
+        tmp_path,
+        """
+        import functools
+        from envs import make_env
+        from envs.vector import SharedMemoryVectorEnv
+        fns = [functools.partial(make_env, "CartPole-v1", seed=i) for i in range(2)]
+        try:
+            SharedMemoryVectorEnv(fns, num_workers=1, context="spawn")
+        except ValueError as error:
+            print(error)
+        """,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert len(lines) == 1 and "context='spawn' runs the top level of" in lines[0]
+    assert 'if __name__ == "__main__":' in lines[0] and "line 7" in lines[0]
+
+
+BAD_VECTOR_ACTIONS = {
+    r"actions has shape \(3,\), expected \(2,\): one action per env": [0, 1, 2],
+    r"actions has shape \(\), expected \(2,\)": 1,
+    r"action 99 for env 1 is out of range; actions must be integers in \[0, 4\)": [0, 99],
+    r"action -1 for env 0 is out of range": [-1, 0],
+    r"actions must be integers in \[0, 4\) \(Discrete\(4\)\), got a float64 array": [0, 1.5],
+}
+
+
+@pytest.mark.parametrize("backend", ["sync", "async", "ale"])
+def test_bad_actions_are_refused_in_one_line_and_the_env_stays_usable(backend: str) -> None:
+    # Before: sync took 3 actions for 2 envs and raised a bare IndexError on 99, ale hung for
+    # ever on 99, and async lost the worker for good.
+    options = {"episodic_life": False} if backend == "ale" else {}
+    vec = make_vector_env("Breakout", 2, backend=backend, seed=0, **options)
+    first, _ = vec.reset()
+    for message, actions in BAD_VECTOR_ACTIONS.items():
+        with pytest.raises(ValueError, match=message) as error:
+            vec.step(actions)
+        assert "\n" not in str(error.value)
+    obs, reward, terminated, truncated, _ = vec.step(np.array([1, 0]))
+    assert obs.shape == first.shape and reward.shape == terminated.shape == truncated.shape == (2,)
+    vec.close()
+    vec.close()
+    with pytest.raises(ClosedEnvironmentError, match=f"this {backend} vector env is closed"):
+        vec.step(np.zeros(2, dtype=np.int64))
+    with pytest.raises(ClosedEnvironmentError, match="is closed and cannot step or reset"):
+        vec.reset()

@@ -100,7 +100,11 @@ def test_stack_matches_gymnasium_reference_step_for_step(env_id: str, steps: int
 
 def test_frame_cap_truncates_on_the_same_step_as_ale_native_cap() -> None:
     ours = make_atari(
-        "Breakout", noop_max=0, episodic_life=False, clip_rewards=False, fire_reset=False,
+        "Breakout",
+        noop_max=0,
+        episodic_life=False,
+        clip_rewards=False,
+        fire_reset=False,
         max_episode_frames=202,  # not a multiple of 4: the cap falls inside a skipped step
     )
     ref = reference("ALE/Breakout-v5", max_num_frames_per_episode=202)

@@ -19,13 +19,17 @@ from typing import Any
 
 import numpy as np
 from ale_py.vector_env import AtariVectorEnv
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector import AutoresetMode
+
+from envs.guard import GuardedVectorEnv
 
 NO_FRAME_CAP = 2**31 - 1  # the native env reads 0 as "truncate at once"
 
 
-class AleVectorEnv(VectorEnv):
+class AleVectorEnv(GuardedVectorEnv):
     """``make_atari``-equivalent observations and infos from ale-py's threaded vector env."""
+
+    backend = "ale"
 
     def __init__(
         self,
@@ -74,7 +78,7 @@ class AleVectorEnv(VectorEnv):
         self._age = np.zeros(num_envs, dtype=np.int64)  # agent steps since each env's reset
         self._autoreset = np.zeros(num_envs, dtype=bool)
 
-    def reset(
+    def _reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset all envs; env i gets ``seed + i`` (the ``seed`` given at construction if None)."""
@@ -88,7 +92,7 @@ class AleVectorEnv(VectorEnv):
         zeros = np.zeros(self.num_envs)
         return obs, self._infos(info, zeros, np.zeros(self.num_envs, dtype=bool))
 
-    def step(
+    def _step(
         self, actions: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         obs, rewards, terminated, truncated, info = self._env.step(

@@ -47,9 +47,14 @@ def ale_unsupported(env_id: str, kwargs: dict[str, Any]) -> str | None:
 def choose_backend(env_id: str, num_envs: int, kwargs: dict[str, Any]) -> str:
     """The ``auto`` rule, from ``scripts/bench_envs.py`` on 2 cores (Pong, random actions).
 
-    Atari with options the native env honours -> ``ale`` (C++ threads, fastest measured);
-    other Atari with >= 2 envs on >= 2 cores -> ``async``; everything else (one env, one core,
-    cheap classic-control envs whose steps cost less than a pipe round trip) -> ``sync``.
+    - Atari with ``episodic_life=False`` and no ``render_mode`` -> ``ale`` (C++ threads,
+      fastest measured);
+    - other Atari (``episodic_life=True`` is ``make_atari``'s default, so plain
+      ``make_vector_env("Breakout", 16)`` lands here) with >= 2 envs on >= 2 cores -> ``async``;
+    - everything else (one env, one core, cheap classic-control envs whose steps cost less than
+      a pipe round trip) -> ``sync``.
+
+    The vector env's ``backend`` attribute says which one was picked.
     """
     if is_atari(env_id):
         if ale_unsupported(env_id, kwargs) is None:
@@ -76,7 +81,11 @@ def make_vector_env(
     Env i is seeded with ``seed + i``. ``backend``: ``"sync"`` (in-process), ``"async"``
     (processes sharing memory: by default one worker per core but one, with the calling process
     stepping an equal share; ``num_workers`` workers and no share when given), ``"ale"``
-    (ale-py's native vector env, Atari only) or ``"auto"`` (see ``choose_backend``).
+    (ale-py's native vector env, Atari only) or ``"auto"`` (``ale`` for Atari with
+    ``episodic_life=False``, ``async`` for Atari with episodic life, ``sync`` for the rest; see
+    ``choose_backend``). The returned env's ``backend`` attribute names the backend in use.
+    ``async`` needs no ``if __name__ == "__main__":`` guard: from a script's unguarded top
+    level its workers are forked (see ``envs.vector.shared_memory.choose_start_method``).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is unknown; allowed values: {', '.join(BACKENDS)}")

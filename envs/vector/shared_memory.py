@@ -25,6 +25,7 @@ indices at once; an exception inside an env is re-raised naming the exact env in
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import multiprocessing as mp
 import os
@@ -42,14 +43,91 @@ from typing import Any, NoReturn
 import cv2
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from envs.guard import GuardedVectorEnv
 from envs.vector.group import EnvGroup, seeds_for, stack_infos
 
 
 class WorkerError(RuntimeError):
     """A worker process of the async backend died or one of its envs raised."""
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    """``if __name__ == "__main__":``, with the operands in either order."""
+    if not (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)):
+        return False
+    test = node.test
+    if len(test.comparators) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return False
+    left, right = test.left, test.comparators[0]
+    return _name_is_main(left, right) or _name_is_main(right, left)
+
+
+def _name_is_main(name: ast.expr, value: ast.expr) -> bool:
+    return (
+        isinstance(name, ast.Name)
+        and name.id == "__name__"
+        and isinstance(value, ast.Constant)
+        and value.value == "__main__"
+    )
+
+
+def _guarded_lines(path: str) -> list[tuple[int, int]]:
+    """Line ranges of the top-level ``if __name__ == "__main__":`` blocks of the script at
+    ``path`` (none if it cannot be read or parsed)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return []
+    return [(n.lineno, n.end_lineno or n.lineno) for n in tree.body if _is_main_guard(n)]
+
+
+def unguarded_main_line() -> tuple[str, int] | None:
+    """``(script, line)`` when this call comes from the top level of the ``__main__`` script
+    outside an ``if __name__ == "__main__":`` block, else None.
+
+    Why: the ``spawn`` and ``forkserver`` start methods run the main script's top level again in
+    the new processes (as ``__mp_main__``), so an unguarded ``make_vector_env`` there would
+    build the vector env again inside its own workers and fail with a page of tracebacks.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None:  # REPL, ``python -c``, notebooks: nothing is re-run
+        return None
+    top = None
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals is vars(main):
+            top = frame
+        frame = frame.f_back
+    if top is None:
+        return None
+    line = top.f_lineno
+    if any(lo <= line <= hi for lo, hi in _guarded_lines(path)):
+        return None
+    return path, line
+
+
+def choose_start_method(requested: str | None) -> str:
+    """The start method for the workers: ``requested``, or by default ``"fork"`` when called
+    from an unguarded script top level (see ``unguarded_main_line``) and ``"forkserver"``
+    otherwise (safe in processes that already run threads, such as torch's)."""
+    where = unguarded_main_line()
+    if where is None:
+        return "forkserver" if requested is None else requested
+    can_fork = "fork" in mp.get_all_start_methods()
+    if requested == "fork" or (requested is None and can_fork):
+        return "fork"
+    script, line = where
+    raise ValueError(
+        f"context={requested or 'forkserver'!r} runs the top level of {script} again in every "
+        f"worker, which would build this vector env again (line {line}); put that code under "
+        '`if __name__ == "__main__":`'
+        + (", or leave context unset (fork is chosen then)" if can_fork else "")
+    )
 
 
 @dataclass(frozen=True)
@@ -182,7 +260,7 @@ def _worker(
             shm.close()
 
 
-class SharedMemoryVectorEnv(VectorEnv):
+class SharedMemoryVectorEnv(GuardedVectorEnv):
     """Vector env whose envs run in worker processes writing into shared memory.
 
     ``num_workers=None`` (the default) runs one worker per CPU core but one and steps the first
@@ -191,10 +269,14 @@ class SharedMemoryVectorEnv(VectorEnv):
     dies is reported at once; ``timeout_s`` also reports one that stops answering (an env stuck
     in a loop), which is otherwise waited for.
 
-    ``env_fns`` must be picklable (e.g. ``functools.partial(make_env, "Pong", seed=3)``) under
-    the default ``"forkserver"`` start method, which is safe in processes that already run
-    threads (torch, OpenCV); ``"fork"`` starts faster and accepts lambdas.
+    ``context`` is the multiprocessing start method; by default ``"forkserver"`` (safe in
+    processes that already run threads, such as torch's; ``env_fns`` must then be picklable,
+    e.g. ``functools.partial(make_env, "Pong", seed=3)``), or ``"fork"`` when this is built at
+    the unguarded top level of a script, which other start methods would run again in every
+    worker (see ``choose_start_method``); ``start_method`` says which one was used.
     """
+
+    backend = "async"
 
     def __init__(
         self,
@@ -202,13 +284,13 @@ class SharedMemoryVectorEnv(VectorEnv):
         *,
         num_workers: int | None = None,
         main_envs: int | None = None,
-        context: str = "forkserver",
+        context: str | None = None,
         timeout_s: float | None = None,
     ) -> None:
         self.closed = True  # nothing to close until the checks below pass
         self.num_envs = len(env_fns)
         cores = os.cpu_count() or 1
-        workers = num_workers or min(self.num_envs, max(1, cores - 1))
+        workers = min(self.num_envs, max(1, cores - 1)) if num_workers is None else num_workers
         if main_envs is None:
             main_envs = self.num_envs // (workers + 1) if num_workers is None else 0
         if not 0 <= main_envs < self.num_envs:
@@ -216,7 +298,7 @@ class SharedMemoryVectorEnv(VectorEnv):
                 f"main_envs={main_envs} is out of range; it must be in [0, num_envs - 1="
                 f"{self.num_envs - 1}] (the workers need at least one env)"
             )
-        if not 1 <= workers <= self.num_envs - main_envs:
+        if not isinstance(workers, int) or not 1 <= workers <= self.num_envs - main_envs:
             raise ValueError(
                 f"num_workers={num_workers} is out of range; it must be in [1, num_envs - "
                 f"main_envs={self.num_envs - main_envs}]"
@@ -227,7 +309,8 @@ class SharedMemoryVectorEnv(VectorEnv):
         self.timeout_s = timeout_s
         polls = workers + 1 <= cores  # every process has a core to itself
         self._poll_s = _CALLER_POLL_S if polls else 0.0
-        ctx = mp.get_context(context)
+        self.start_method = choose_start_method(context)
+        ctx = mp.get_context(self.start_method)
         chunks = np.array_split(np.arange(main_envs, self.num_envs), workers)
         self._ranges = [(int(c[0]), int(c[-1]) + 1) for c in chunks]
         self._conns: list[Connection] = []
@@ -367,8 +450,10 @@ class SharedMemoryVectorEnv(VectorEnv):
             raise
         return infos
 
-    def reset(
-        self, *, seed: int | Sequence[int | None] | None = None,
+    def _reset(
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         seeds = seeds_for(seed, self.num_envs)
@@ -376,7 +461,7 @@ class SharedMemoryVectorEnv(VectorEnv):
         infos = self._run("reset", payloads, EnvGroup.reset, seeds[: self.main_envs], options)
         return self._views["obs"].copy(), stack_infos(infos)
 
-    def step(
+    def _step(
         self, actions: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         v = self._views

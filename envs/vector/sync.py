@@ -7,18 +7,21 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
+from envs.guard import GuardedVectorEnv
 from envs.vector.group import EnvGroup, seeds_for, stack_infos
 
 
-class InProcessVectorEnv(VectorEnv):
+class InProcessVectorEnv(GuardedVectorEnv):
     """Vector env over ``env_fns`` in this process, gymnasium 1.x NEXT_STEP autoreset.
 
     Same stepping code as the async workers (``EnvGroup``), so both backends agree step for
     step. Returned arrays are copies; callers may keep them.
     """
+
+    backend = "sync"
 
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]]) -> None:
         envs = [fn() for fn in env_fns]
@@ -34,22 +37,22 @@ class InProcessVectorEnv(VectorEnv):
         self._rewards = np.zeros(self.num_envs, dtype=np.float64)
         self._terminated = np.zeros(self.num_envs, dtype=bool)
         self._truncated = np.zeros(self.num_envs, dtype=bool)
-        self._group = EnvGroup(
-            envs, 0, self._obs, self._rewards, self._terminated, self._truncated
-        )
+        self._group = EnvGroup(envs, 0, self._obs, self._rewards, self._terminated, self._truncated)
 
     @property
     def envs(self) -> list[gym.Env]:
         return self._group.envs
 
-    def reset(
-        self, *, seed: int | Sequence[int | None] | None = None,
+    def _reset(
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         infos = self._group.reset(seeds_for(seed, self.num_envs), options)
         return self._obs.copy(), stack_infos(infos)
 
-    def step(
+    def _step(
         self, actions: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         infos = self._group.step(np.asarray(actions))

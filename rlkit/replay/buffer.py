@@ -44,9 +44,24 @@ STREAM_BREAK = np.uint8(4)  # the env's stream did not continue: end the episode
 # Python-int flag bits and dtypes for the per-transition add path (numpy scalars are slow there).
 _TERMINATED, _TRUNCATED = int(TERMINATED), int(TRUNCATED)
 _FLOAT32, _BOOL = np.dtype(np.float32), np.dtype(np.bool_)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Python scalar types that ``add`` stores without ``np.asarray``, by storage dtype kind: numpy
-# casts them on assignment exactly as ``np.asarray`` does, and that cast cannot fail.
+# casts them on assignment exactly as ``np.asarray`` does, and that cast cannot lose a value
+# (a float is checked to be finite first, see ``_per_env``).
 _STORED_AS_IS = {bool: "biuf", float: "f"}
+
+# What to do instead, per ``add`` argument, when its values cannot be stored losslessly.
+_FIXES = {
+    "obs": "add observations as the env returns them (uint8 frames, not scaled to [0, 1]), or "
+    "build the buffer with obs_dtype set to your observations' dtype",
+    "action": "pass the integer actions the env was stepped with, or build the buffer with "
+    "action_dtype set to your actions' dtype",
+    "reward": "a NaN or inf reward would poison every return it enters; check the env or the "
+    "reward shaping that produced it",
+    "terminated": "pass the env's flags (True/False or 0/1)",
+}
+_FIXES["next_obs"] = _FIXES["obs"]
+_FIXES["truncated"] = _FIXES["terminated"]
 
 _SMALL_STACK_BYTES = 4096
 _HEADROOM_DIVISOR = 72
@@ -78,6 +93,52 @@ def frame_ring_capacity(env_capacity: int, frame_stack: int, frame_nbytes: int) 
     if frame_nbytes * frame_stack <= _SMALL_STACK_BYTES:
         return (frame_stack + 1) * env_capacity
     return env_capacity + max(frame_stack + 1, env_capacity // _HEADROOM_DIVISOR)
+
+
+def _expected(dtype: np.dtype, finite: bool) -> str:
+    """The values a storage dtype takes without loss, for error messages."""
+    if dtype.kind == "b":
+        return "bool (True/False or 0/1)"
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return f"{dtype} integers{f' in [{info.min}, {info.max}]' if info.bits <= 16 else ''}"
+    return f"{'finite ' if finite else ''}{dtype}"
+
+
+def _refuse(
+    name: str, dtype: np.dtype, finite: bool, given: np.ndarray, bad: Any, cast: bool
+) -> ValueError:
+    """The one-line error for a value of ``name`` (from ``given``) that ``dtype`` cannot hold
+    (``cast``: converting it would change it)."""
+    value = bad.item() if isinstance(bad, np.generic) else bad
+    shown = f"{value:.6g}" if isinstance(value, float) else repr(value)
+    why = " (only lossless conversions are stored)" if cast else ""
+    return ValueError(
+        f"{name} must be {_expected(dtype, finite)}, got {given.dtype} value {shown}{why}; "
+        f"{_FIXES.get(name, 'pass values of that dtype')}"
+    )
+
+
+def _lossless(x: Any, dtype: np.dtype, name: str, finite: bool) -> np.ndarray:
+    """``x`` as a C-contiguous array of ``dtype``; ValueError if the cast would change a value
+    (a fraction or an out-of-range number into an integer, anything but 0/1 into bool, text),
+    or, with ``finite``, if a value is NaN or infinite. Vectorised: one pass per argument, and
+    none for an integer or bool argument that already has the storage dtype."""
+    given = arr = np.asarray(x)
+    if arr.dtype != dtype:
+        if arr.dtype.kind not in "biuf":
+            raise _refuse(name, dtype, finite, given, arr.flat[0] if arr.size else arr, True)
+        with np.errstate(invalid="ignore", over="ignore"):
+            arr = given.astype(dtype)
+        if dtype.kind in "biu":
+            changed = arr != given  # NaN compares unequal too
+            if changed.any():
+                raise _refuse(name, dtype, finite, given, given[changed].flat[0], True)
+    if finite and dtype.kind == "f":
+        wrong = ~np.isfinite(arr)
+        if wrong.any():
+            raise _refuse(name, dtype, finite, given, given[wrong].flat[0], False)
+    return np.asarray(arr, order="C")
 
 
 def _as_int(value: Any, name: str, minimum: int) -> int:
@@ -229,11 +290,16 @@ class ReplayBuffer:
         final ``next_obs`` is gymnasium's NEXT_STEP autoreset step and is not stored. An ``obs``
         that does not continue the previous ``next_obs`` without an episode end in between ends
         the previous episode there (it bootstraps, like a truncation) and starts a new one.
+
+        Arguments are converted to the storage dtypes only when no value changes (uint8 frames
+        as floats are fine if integral and in [0, 255], flags may be 0/1) and rewards must be
+        finite: anything else raises a one-line ValueError naming the argument, and a refused
+        call stores nothing.
         """
         obs = self._per_env(obs, self.obs_shape, self.obs_dtype, "obs")
         next_obs = self._per_env(next_obs, self.obs_shape, self.obs_dtype, "next_obs")
         action = self._per_env(action, self.action_shape, self.action_dtype, "action")
-        reward = self._per_env(reward, (), _FLOAT32, "reward")
+        reward = self._per_env(reward, (), _FLOAT32, "reward", finite=True)
         terminated = self._per_env(terminated, (), _BOOL, "terminated")
         truncated = self._per_env(truncated, (), _BOOL, "truncated")
         # Check every env before storing anything, so a bad call leaves the buffer unchanged.
@@ -256,17 +322,23 @@ class ReplayBuffer:
                 )
 
     def _per_env(
-        self, x: Any, shape: tuple[int, ...], dtype: np.dtype, name: str
+        self, x: Any, shape: tuple[int, ...], dtype: np.dtype, name: str, finite: bool = False
     ) -> np.ndarray | tuple[np.ndarray]:
-        """``x`` as a C-contiguous array of ``dtype`` indexable by env (``x[e]``).
+        """``x`` as a C-contiguous array of ``dtype`` indexable by env (``x[e]``), converted
+        only losslessly (``_lossless``); ``finite`` also refuses NaN and infinity.
 
         With one env, a value without the leading axis comes back in a 1-tuple: cheaper to
         build and to index than a new ``arr[None]`` view, and ``add`` runs once per env step.
         A Python bool or float that ``_STORED_AS_IS`` allows stays as it is (no 0-d array).
         """
-        if self.num_envs == 1 and not shape and dtype.kind in _STORED_AS_IS.get(type(x), ""):
+        if (
+            self.num_envs == 1
+            and not shape
+            and dtype.kind in _STORED_AS_IS.get(type(x), "")
+            and (not finite or abs(x) <= _FLOAT32_MAX)  # NaN fails too; finite: float32 reward
+        ):
             return (x,)
-        arr = np.asarray(x, dtype, "C")
+        arr = _lossless(x, dtype, name, finite)
         if self.num_envs == 1 and arr.shape == shape:
             return (arr,)
         if arr.shape == (self.num_envs, *shape):
