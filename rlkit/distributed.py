@@ -209,7 +209,8 @@ class DistributedContext:
                 f"scatter_objects needs one object per rank ({self.world_size}) on rank 0"
             )
         out: list[Any] = [None]
-        dist.scatter_object_list(out, list(objs) if self.is_main else None, src=0)
+        send = list(objs) if self.is_main and objs is not None else None  # rank 0's: checked
+        dist.scatter_object_list(out, send, src=0)
         return out[0]
 
     def check_world_size(self, saved_world_size: int) -> None:
@@ -231,11 +232,12 @@ class DistributedContext:
         """
         if not self.is_distributed:
             return
-        params = [p for p in params if p.requires_grad]
+        grads: list[torch.Tensor] = []
         for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        grads = [p.grad for p in params]
+            if p.requires_grad:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                grads.append(p.grad)
         for bucket in bucket_tensors(grads):
             members = [grads[i] for i in bucket]
             flat = torch.cat([g.reshape(-1) for g in members])

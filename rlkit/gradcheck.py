@@ -209,6 +209,7 @@ class GradCheckReport:
 def _named(
     params: nn.Module | Mapping[str, torch.Tensor] | Iterable[Any],
 ) -> list[tuple[str, torch.Tensor]]:
+    pairs: list[tuple[str, torch.Tensor]]
     if isinstance(params, nn.Module):
         pairs = [(n, p) for n, p in params.named_parameters() if p.requires_grad]
     elif isinstance(params, Mapping):

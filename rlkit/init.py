@@ -179,7 +179,9 @@ def apply_init(module: nn.Module, policy: str, *, forget_bias: float = 1.0, **kw
     return module
 
 
-def _init_recurrent(mod: nn.Module, policy: str, kw: dict[str, Any], forget_bias: float) -> None:
+def _init_recurrent(
+    mod: nn.RNNBase | nn.RNNCellBase, policy: str, kw: dict[str, Any], forget_bias: float
+) -> None:
     gates = {nn.LSTM: 4, nn.LSTMCell: 4, nn.GRU: 3, nn.GRUCell: 3}.get(type(mod), 1)
     hidden = mod.hidden_size
     weights = [(n, p) for n, p in mod.named_parameters() if n.startswith("weight")]

@@ -141,8 +141,11 @@ class UpdateRatioMonitor:
 
 
 # Activation functions whose output statistics are tracked, and what "unhealthy" means for them.
-_RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.Hardtanh)
-_SATURATING = {nn.Tanh: (-0.99, 0.99), nn.Sigmoid: (0.01, 0.99)}
+_RELU_LIKE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.Hardtanh)
+_SATURATING: dict[type[nn.Module], tuple[float, float]] = {
+    nn.Tanh: (-0.99, 0.99),
+    nn.Sigmoid: (0.01, 0.99),
+}
 
 
 class ActivationMonitor:
@@ -156,7 +159,7 @@ class ActivationMonitor:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        self.modules = [
+        self.modules: list[tuple[str, nn.Module]] = [
             (name or type(m).__name__, m)
             for name, m in model.named_modules()
             if isinstance(m, _RELU_LIKE + tuple(_SATURATING))

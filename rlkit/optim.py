@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import nn
@@ -100,8 +100,15 @@ class RMSpropTF(Optimizer):
                 )
         return state
 
+    # The overloads are ``Optimizer.step``'s: no closure, no loss; a closure, its loss.
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+
     @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -124,7 +131,7 @@ class RMSpropTF(Optimizer):
                 s["step"] += 1
             lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
             if group["weight_decay"] != 0:
-                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+                grads = list(torch._foreach_add(grads, params, alpha=group["weight_decay"]))
             square_avg = [s["square_avg"] for s in states]
             torch._foreach_mul_(square_avg, alpha)
             torch._foreach_addcmul_(square_avg, grads, grads, value=1.0 - alpha)
@@ -203,7 +210,8 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     for mod in module.modules():
         if isinstance(mod, _NORM_LAYERS):
             no_decay_ids.update(id(p) for p in mod.parameters(recurse=False))
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in module.parameters():
         if not p.requires_grad:
             continue

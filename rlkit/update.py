@@ -13,7 +13,7 @@ gradients and parameters, TensorBoard) runs only on monitor updates.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +73,7 @@ class UpdateStep:
         logger: Logger | None = None,
         nan_guard: bool = True,
         image_every: int | None = None,
-        grad_sync: Callable[[list[torch.Tensor]], None] | None = None,
+        grad_sync: Callable[[Sequence[torch.Tensor]], None] | None = None,
     ) -> None:
         if max_grad_norm is not None and not max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm}")

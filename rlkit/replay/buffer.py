@@ -166,7 +166,7 @@ class ReplayBuffer:
     def __init__(
         self,
         capacity: int,
-        obs_shape: tuple[int, ...],
+        obs_shape: int | Sequence[int],
         *,
         obs_dtype: Any = np.uint8,
         action_shape: tuple[int, ...] = (),
@@ -186,9 +186,7 @@ class ReplayBuffer:
                 f"capacity={capacity} is too small: each of the {num_envs} envs needs room for "
                 f"n_step={n_step} transitions; use capacity >= {self.num_envs * self.n_step}"
             )
-        self.obs_shape = (
-            (int(obs_shape),) if np.ndim(obs_shape) == 0 else tuple(map(int, obs_shape))
-        )
+        self.obs_shape = tuple(map(int, np.atleast_1d(obs_shape)))  # an int is a 1-d shape
         if not self.obs_shape or any(d < 1 for d in self.obs_shape):
             raise ValueError(f"obs_shape must be a tuple of positive ints, got {obs_shape}")
         if self.frame_stack > 1 and self.obs_shape[0] != self.frame_stack:
@@ -296,29 +294,29 @@ class ReplayBuffer:
         finite: anything else raises a one-line ValueError naming the argument, and a refused
         call stores nothing.
         """
-        obs = self._per_env(obs, self.obs_shape, self.obs_dtype, "obs")
-        next_obs = self._per_env(next_obs, self.obs_shape, self.obs_dtype, "next_obs")
-        action = self._per_env(action, self.action_shape, self.action_dtype, "action")
-        reward = self._per_env(reward, (), _FLOAT32, "reward", finite=True)
-        terminated = self._per_env(terminated, (), _BOOL, "terminated")
-        truncated = self._per_env(truncated, (), _BOOL, "truncated")
+        obs_e = self._per_env(obs, self.obs_shape, self.obs_dtype, "obs")
+        next_obs_e = self._per_env(next_obs, self.obs_shape, self.obs_dtype, "next_obs")
+        action_e = self._per_env(action, self.action_shape, self.action_dtype, "action")
+        reward_e = self._per_env(reward, (), _FLOAT32, "reward", finite=True)
+        terminated_e = self._per_env(terminated, (), _BOOL, "terminated")
+        truncated_e = self._per_env(truncated, (), _BOOL, "truncated")
         # Check every env before storing anything, so a bad call leaves the buffer unchanged.
         checked: Sequence[tuple[bytes, bool] | None]
         if self.num_envs == 1:  # no per-env list: ~1 us of a ~10 us single-env add
-            checked = (self._check(0, obs[0], next_obs[0]),)
+            checked = (self._check(0, obs_e[0], next_obs_e[0]),)
         else:
-            checked = list(map(self._check, range(self.num_envs), obs, next_obs))
+            checked = list(map(self._check, range(self.num_envs), obs_e, next_obs_e))
         for e, step in enumerate(checked):
             if step is not None:  # None: NEXT_STEP autoreset, obs is the last episode's final obs
                 self._add_one(
                     e,
-                    obs[e],
-                    action[e],
-                    reward[e],
-                    next_obs[e],
+                    obs_e[e],
+                    action_e[e],
+                    reward_e[e],
+                    next_obs_e[e],
                     *step,
-                    bool(terminated[e]),
-                    bool(truncated[e]),
+                    bool(terminated_e[e]),
+                    bool(truncated_e[e]),
                 )
 
     def _per_env(
@@ -357,11 +355,13 @@ class ReplayBuffer:
         comparison is one memcmp without copying the array (equal lengths: it is equality).
         """
         last = self._last_next[e]
-        continues = last is not None and last.startswith(obs)
+        # numpy's stubs declare ndarray's buffer protocol (``__buffer__``) for Python >= 3.12
+        # only, but every supported Python reads an ndarray as a buffer.
+        continues = last is not None and last.startswith(obs)  # type: ignore[arg-type]
         if continues and self._done[e]:
             return None
         next_bytes = next_obs.tobytes()
-        if self.frame_stack > 1 and not next_bytes.startswith(obs[1:]):
+        if self.frame_stack > 1 and not next_bytes.startswith(obs[1:]):  # type: ignore[arg-type]
             raise ValueError(
                 f"next_obs[:-1] must equal obs[1:] for frame_stack={self.frame_stack} "
                 "(stacks of consecutive frames, oldest first); use frame_stack=1 for other "
@@ -389,6 +389,7 @@ class ReplayBuffer:
             self._flags[previous] |= STREAM_BREAK
             self._last_end[e] = count - 1
             start = True
+        stack: np.ndarray | tuple[np.ndarray]
         if self.frame_stack > 1:
             stack, newest = obs, next_obs[-1]
         else:  # the whole observation is one frame
