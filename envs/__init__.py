@@ -1,11 +1,11 @@
 """Atari wrappers and environment factories (numpy, gymnasium, ale-py, opencv; never torch).
 
-Public API: ``make_atari``, ``make_env``, ``make_vector_env``, ``is_atari`` and the wrappers of
-``envs.wrappers``. See DESIGN.md ("envs") for the contract.
+Public API: ``make_atari``, ``make_env``, ``make_vector_env``, ``is_atari``, ``array_shape`` and the
+wrappers of ``envs.wrappers``. See DESIGN.md ("envs") for the contract.
 """
 
 from envs.factory import make_atari, make_env
-from envs.guard import EnvGuard, check_actions
+from envs.guard import EnvGuard, array_shape, check_actions
 from envs.registry import is_atari
 from envs.vector import make_vector_env
 from envs.wrappers import (
@@ -29,6 +29,7 @@ __all__ = [
     "FrameStack",
     "GrayscaleResize",
     "NoopReset",
+    "array_shape",
     "check_actions",
     "is_atari",
     "make_atari",

@@ -84,6 +84,26 @@ def _check_single(action: Any, space: gym.Space) -> Any:
     return arr.item()
 
 
+def array_shape(space: gym.Space, role: str) -> tuple[int, ...]:
+    """The shape of one ``role`` ("observation" or "action") of ``space``; a one-line ValueError
+    for a composite space (``Tuple``, ``Dict``, ...), whose ``shape`` is None.
+
+    Why: vector backends and learners hold a batch in one array of ``(num_envs, *shape)``, and a
+    composite space would otherwise fail later with a TypeError about unpacking None.
+    """
+    if space.shape is None:
+        fix = (
+            "wrap the env in gymnasium.wrappers.FlattenObservation"
+            if role == "observation"
+            else "use an env whose actions are Box, Discrete, MultiDiscrete or MultiBinary"
+        )
+        raise ValueError(
+            f"{role} space {space} has no array shape, so a batch of them cannot be stored in "
+            f"one array; {fix}"
+        )
+    return space.shape
+
+
 def closed_error(what: str) -> ClosedEnvironmentError:
     """The error for stepping or resetting ``what`` after ``close()``."""
     return ClosedEnvironmentError(

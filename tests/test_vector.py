@@ -174,6 +174,15 @@ def test_classic_control_vector_env(backend: str) -> None:
     assert ends >= 1
 
 
+@pytest.mark.parametrize("backend", ["sync", "async"])
+def test_a_composite_observation_space_is_refused_in_one_line(backend: str) -> None:
+    # Blackjack observes a Tuple of Discretes, whose shape is None: both backends used to fail
+    # with "TypeError: Value after * must be an iterable, not NoneType".
+    with pytest.raises(ValueError, match=r"observation space Tuple\(.*\) has no array shape") as e:
+        make_vector_env("Blackjack-v1", 2, backend=backend)
+    assert "\n" not in str(e.value) and "FlattenObservation" in str(e.value)
+
+
 def test_bad_arguments_name_the_parameter() -> None:
     with pytest.raises(ValueError, match="num_envs=0 .* >= 1"):
         make_vector_env("Pong", 0)

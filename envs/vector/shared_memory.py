@@ -46,7 +46,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from envs.guard import GuardedVectorEnv
+from envs.guard import GuardedVectorEnv, array_shape
 from envs.vector.group import EnvGroup, seeds_for, stack_infos
 
 
@@ -154,8 +154,8 @@ class _Layout:
 
 def _plan(num_envs: int, obs_space: gym.Space, act_space: gym.Space) -> tuple[list, int]:
     specs = [
-        ("obs", obs_space.dtype, obs_space.shape),
-        ("actions", act_space.dtype, act_space.shape),
+        ("obs", obs_space.dtype, array_shape(obs_space, "observation")),
+        ("actions", act_space.dtype, array_shape(act_space, "action")),
         ("rewards", np.float64, ()),
         ("terminated", np.bool_, ()),
         ("truncated", np.bool_, ()),

@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from envs.guard import GuardedVectorEnv
+from envs.guard import GuardedVectorEnv, array_shape
 from envs.vector.group import EnvGroup, seeds_for, stack_infos
 
 
@@ -33,7 +33,8 @@ class InProcessVectorEnv(GuardedVectorEnv):
         self.metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
         self.spec = envs[0].spec
         space = self.single_observation_space
-        self._obs = np.zeros((self.num_envs, *space.shape), dtype=space.dtype)
+        shape = array_shape(space, "observation")
+        self._obs = np.zeros((self.num_envs, *shape), dtype=space.dtype)
         self._rewards = np.zeros(self.num_envs, dtype=np.float64)
         self._terminated = np.zeros(self.num_envs, dtype=bool)
         self._truncated = np.zeros(self.num_envs, dtype=bool)
