@@ -138,6 +138,10 @@ class _WrappedFrames:
         return self._info
 
 
+_Checker = gym.wrappers.OrderEnforcing | gym.wrappers.PassiveEnvChecker
+"""gymnasium's checking wrappers, which pass steps through once their checks are done."""
+
+
 class _EmulatorFrames:
     """Frames for ``FrameSkip`` straight from the emulator, when the env below is a bare ALE env.
 
@@ -150,7 +154,7 @@ class _EmulatorFrames:
     Pong here, and the same results bit for bit (tested against ``_WrappedFrames``).
     """
 
-    def __init__(self, atari: Any, limits: list[FrameLimit], checks: list[gym.Wrapper]) -> None:
+    def __init__(self, atari: Any, limits: list[FrameLimit], checks: list[_Checker]) -> None:
         self._ale = atari.ale
         self._action_set = atari._action_set
         self._get_info = atari._get_info
@@ -162,7 +166,8 @@ class _EmulatorFrames:
     @classmethod
     def below(cls, env: gym.Env) -> _EmulatorFrames | None:
         """The emulator under ``env`` if every layer above it is known to pass steps through."""
-        limits, checks = [], []
+        limits: list[FrameLimit] = []
+        checks: list[_Checker] = []
         layer = env
         while isinstance(layer, gym.Wrapper):
             if isinstance(layer, FrameLimit):

@@ -7,7 +7,7 @@ backend (arrays are views of shared memory), so both backends behave identically
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -56,6 +56,7 @@ class EnvGroup:
     def step(self, actions: np.ndarray) -> list[dict[str, Any]]:
         """Step (or autoreset) every env with ``actions[j]``; returns the per-env infos."""
         infos = []
+        reward: SupportsFloat
         for j, env in enumerate(self.envs):
             self.current = self.start + j
             if self._autoreset[j]:

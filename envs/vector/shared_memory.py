@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from multiprocessing.shared_memory import SharedMemory
-from typing import Any, NoReturn
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import cv2
 import gymnasium as gym
@@ -48,6 +49,9 @@ from gymnasium.vector.utils import batch_space
 
 from envs.guard import GuardedVectorEnv, array_shape
 from envs.vector.group import EnvGroup, seeds_for, stack_infos
+
+if TYPE_CHECKING:
+    from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
 
 
 class WorkerError(RuntimeError):
@@ -98,7 +102,7 @@ def unguarded_main_line() -> tuple[str, int] | None:
     if main is None or path is None:  # REPL, ``python -c``, notebooks: nothing is re-run
         return None
     top = None
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == "<module>" and frame.f_globals is vars(main):
             top = frame
@@ -227,7 +231,7 @@ def _worker(
             current = start + j
             envs.append(fn())
         conn.send(("spaces", (envs[0].observation_space, envs[0].action_space)))
-        actions = None
+        actions: np.ndarray | None = None
         while True:
             _poll(conn, poll_s)
             command, payload = conn.recv()
@@ -255,7 +259,7 @@ def _worker(
         index = group.current if group is not None else current
         conn.send(("error", (index, traceback.format_exc())))
     finally:
-        group = actions = None  # type: ignore[assignment]  # drop shm views before closing
+        group = actions = None  # drop shm views before closing
         if shm is not None:
             shm.close()
 
@@ -310,7 +314,11 @@ class SharedMemoryVectorEnv(GuardedVectorEnv):
         polls = workers + 1 <= cores  # every process has a core to itself
         self._poll_s = _CALLER_POLL_S if polls else 0.0
         self.start_method = choose_start_method(context)
-        ctx = mp.get_context(self.start_method)
+        # get_context(str) is typed BaseContext, which has no Process; every start method's
+        # context has one (an unknown method raises in get_context).
+        ctx = cast(
+            "ForkContext | SpawnContext | ForkServerContext", mp.get_context(self.start_method)
+        )
         chunks = np.array_split(np.arange(main_envs, self.num_envs), workers)
         self._ranges = [(int(c[0]), int(c[-1]) + 1) for c in chunks]
         self._conns: list[Connection] = []
@@ -348,7 +356,8 @@ class SharedMemoryVectorEnv(GuardedVectorEnv):
         fields, size = _plan(self.num_envs, self.single_observation_space, self.single_action_space)
         self._shm = SharedMemory(create=True, size=size)
         layout = _Layout(self._shm.name, tuple(_Field(*f) for f in fields))
-        self._views = layout.views(self._shm.buf)
+        # buf is typed Optional because close() sets it to None; this block was just created.
+        self._views = layout.views(cast(memoryview, self._shm.buf))
         if local:
             self._group = _group_over(local, 0, self._views)
         self._broadcast("attach", layout)
@@ -376,7 +385,8 @@ class SharedMemoryVectorEnv(GuardedVectorEnv):
         ready = wait([conn, proc.sentinel], timeout=self.timeout_s)
         if not ready:
             self._raise_lost(w, f"did not answer within {self.timeout_s:g} s (an env may hang)")
-        kind, payload = "dead", None
+        kind: str = "dead"
+        payload: Any = None
         if conn in ready:
             with contextlib.suppress(EOFError, ConnectionResetError):
                 kind, payload = conn.recv()
