@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return _export(args)
         return _evaluate(args)
-    except (*USER_ERRORS, RunError) as exc:
+    except USER_ERRORS + (RunError,) as exc:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         where = f" (rank {os.environ.get('RANK')})" if under_launcher() else ""
         print(f"rlkit: error{where}: {lines[0]}", file=sys.stderr)

@@ -8,7 +8,7 @@ policy (:func:`build_policy`) and the learner the runner drives (:class:`DQNLear
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 import gymnasium as gym
 import numpy as np
@@ -20,7 +20,7 @@ from agents.algo_configs import DQNConfig
 from agents.environments import capture_env_stream, make_train_envs, resume_env_stream
 from agents.episodes import Episode, EpisodeTracker
 from agents.networks import build_encoder
-from envs import is_atari
+from envs import array_shape, is_atari
 from rlkit.distributed import DistributedContext
 from rlkit.grads import batch_mean
 from rlkit.logger import Logger
@@ -54,7 +54,8 @@ class QNetwork(nn.Module):
         self.value = nn.Linear(self.encoder.out_features, 1) if dueling else None
         self.channels_last = len(obs_shape) == 3
         if self.channels_last:
-            self.to(memory_format=torch.channels_last)
+            # Module.to(memory_format=...) is documented, but torch's overloads omit it.
+            self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def forward(self, obs: Tensor) -> Tensor:
         if self.channels_last:
@@ -124,7 +125,7 @@ def epsilon_greedy(q_net: nn.Module, obs: np.ndarray, epsilon: float, rng: np.ra
     The generator is drawn from identically whatever the outcome, so runs are reproducible; the
     network is skipped when every row explores (all of ``learning_starts`` at epsilon 1).
     """
-    n = obs.shape[0]
+    n: int = obs.shape[0]
     explore = rng.random(n) < epsilon
     actions = rng.integers(n_actions, size=n)
     if not explore.all():
@@ -141,7 +142,7 @@ def _discrete_actions(space: gym.Space) -> int:
 
 
 def _q_network(agent: DQNConfig, obs_space: gym.Space, action_space: gym.Space) -> QNetwork:
-    return QNetwork(tuple(obs_space.shape), _discrete_actions(action_space),
+    return QNetwork(array_shape(obs_space, "observation"), _discrete_actions(action_space),
                     encoder=agent.encoder, mlp_hidden=agent.mlp_hidden, dueling=agent.dueling)
 
 
@@ -169,6 +170,17 @@ def build_policy(cfg: Config, learner_state: dict[str, Any], observation_space: 
     q_net = _q_network(cfg.agent, observation_space, action_space).to(device)
     q_net.load_state_dict(learner_state["q"])
     return DQNPolicy(q_net, _discrete_actions(action_space), device, seed)
+
+
+class _DeviceBatch(TypedDict):
+    """A replay batch on the learner's device; ``weights`` only with prioritized replay."""
+
+    obs: Tensor
+    next_obs: Tensor
+    actions: Tensor
+    rewards: Tensor
+    discounts: Tensor
+    weights: Tensor | None
 
 
 class DQNLearner:
@@ -217,7 +229,7 @@ class DQNLearner:
             grad_sync=self.dist.average_gradients if self.dist.is_distributed else None,
         )
 
-        obs_shape = tuple(obs_space.shape)
+        obs_shape = array_shape(obs_space, "observation")
         pixel_stack = is_atari(cfg.env.id) and len(obs_shape) == 3
         replay_kwargs: dict[str, Any] = dict(
             obs_dtype=obs_space.dtype, frame_stack=cfg.env.frame_stack if pixel_stack else 1,
@@ -287,7 +299,7 @@ class DQNLearner:
         (an ``obs`` equal to the episode's final ``next_obs`` right after its end)."""
         self.replay.add(self.obs, actions, rewards, next_obs, terminated, truncated)
 
-    def _batch_to_device(self, batch: Any) -> dict[str, Tensor]:
+    def _batch_to_device(self, batch: Any) -> _DeviceBatch:
         """Observations travel as uint8 and are scaled on the device by the encoder."""
         def to(x: np.ndarray, dtype: torch.dtype | None = None) -> Tensor:
             return torch.as_tensor(x).to(self.device, dtype=dtype, non_blocking=True)
@@ -301,7 +313,7 @@ class DQNLearner:
 
     def _learn(self) -> None:
         agent = self.agent
-        if agent.prioritized:
+        if isinstance(self.replay, PrioritizedReplayBuffer):  # exactly when agent.prioritized
             batch = self.replay.sample(agent.batch_size, beta=self.beta(self.env_steps))
         else:
             batch = self.replay.sample(agent.batch_size)
@@ -315,7 +327,7 @@ class DQNLearner:
                       next_q_online, b["weights"], double=agent.double, loss=agent.loss,
                       huber_delta=agent.huber_delta)
         stats = self.update.update(out.loss)
-        if agent.prioritized:
+        if isinstance(self.replay, PrioritizedReplayBuffer):
             self.replay.update_priorities(batch.indices, out.td_error.abs().cpu().numpy())
         self._acc["loss"] += out.loss.detach()
         self._acc["q_mean"] += out.q_taken.mean()

@@ -45,10 +45,13 @@ def make_eval_env(cfg: EnvConfig, seed: int | None = None,
     return env
 
 
-def _in_process(vec: gym.vector.VectorEnv) -> bool:
-    """Whether ``vec`` steps real env objects in this process (sync backends expose ``envs``)."""
+def _in_process(vec: gym.vector.VectorEnv) -> list[gym.Env] | None:
+    """The real env objects ``vec`` steps in this process (sync backends expose ``envs``), or
+    None when it has none."""
     sub_envs = getattr(vec, "envs", None)
-    return isinstance(sub_envs, list) and all(isinstance(e, gym.Env) for e in sub_envs)
+    if isinstance(sub_envs, list) and all(isinstance(e, gym.Env) for e in sub_envs):
+        return sub_envs
+    return None
 
 
 def snapshot_vector_env(vec: gym.vector.VectorEnv) -> bytes | None:
@@ -58,7 +61,7 @@ def snapshot_vector_env(vec: gym.vector.VectorEnv) -> bytes | None:
     same episodes and ``N/2 + resume + N/2`` steps equal ``N`` straight ones. Emulators (ALE) and
     worker-process backends do not pickle; their resume starts new games instead.
     """
-    if not _in_process(vec):
+    if _in_process(vec) is None:
         return None
     state = {key: value for key, value in vars(vec).items() if key != "env_fns"}
     try:
@@ -69,12 +72,13 @@ def snapshot_vector_env(vec: gym.vector.VectorEnv) -> bytes | None:
 
 def restore_vector_env(vec: gym.vector.VectorEnv, blob: bytes | None) -> bool:
     """Load a ``snapshot_vector_env`` blob into ``vec``; ``False`` if it cannot be restored."""
-    if blob is None or not _in_process(vec):
+    sub_envs = _in_process(vec)
+    if blob is None or sub_envs is None:
         return False
     state = pickle.loads(blob)
     if state.get("num_envs") != vec.num_envs:
         return False
-    for env in vec.envs:
+    for env in sub_envs:
         env.close()
     vars(vec).update(state)
     return True
@@ -97,7 +101,7 @@ def resume_env_stream(
     vec: gym.vector.VectorEnv,
     state: dict[str, Any],
     tracker: EpisodeTracker,
-    reset_seed: int | list[int] | None,
+    reset_seed: int | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Restore ``capture_env_stream``'s state into ``vec`` and ``tracker``; returns ``(obs,
     autoreset)``. Emulators do not pickle: they start new games seeded with ``reset_seed``

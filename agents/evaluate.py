@@ -134,7 +134,7 @@ class VideoRecorder:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             height, width = frame.shape[:2]
-            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+            fourcc = cv2.VideoWriter.fourcc(*"mp4v")
             self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (width, height))
             if not self._writer.isOpened():
                 raise ConfigError(f"cannot write video {self.path}; check the --video directory")
@@ -147,10 +147,12 @@ class VideoRecorder:
 
 def _render(env: gym.Env) -> np.ndarray | None:
     try:
-        return env.render()
+        frame = env.render()
     except gym.error.DependencyNotInstalled as exc:
         first = str(exc).strip().splitlines()[0]
         raise ConfigError(f"--video cannot render this env ({first}); drop --video") from None
+    # render_mode="rgb_array" renders one array; anything else is no frame for the video
+    return frame if isinstance(frame, np.ndarray) else None
 
 
 def play_games(act: ActFn, env: gym.Env, episodes: int, *, seed: int | None = None,
@@ -165,19 +167,19 @@ def play_games(act: ActFn, env: gym.Env, episodes: int, *, seed: int | None = No
     returns, lengths = [], []
     for game in range(episodes):
         obs, _ = env.reset(seed=seed if game == 0 else None)
-        recording = video is not None and game == 0
+        recorder = video if game == 0 else None  # the first game only
         score, length, done = 0.0, 0, False
         while not done:
-            if recording:
-                video.add(_render(env))
+            if recorder is not None:
+                recorder.add(_render(env))
             action = act(np.asarray(obs)[None])[0]
             obs, reward, terminated, truncated, info = env.step(action)
             score += float(info.get("raw_reward", reward))
             length += 1
             done = bool(terminated or truncated)
-        if recording:
-            video.add(_render(env))
-            video.close()
+        if recorder is not None:
+            recorder.add(_render(env))
+            recorder.close()
         returns.append(score)
         lengths.append(length)
     return EvalResult(returns, lengths)

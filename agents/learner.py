@@ -6,11 +6,18 @@ evaluation) is algorithm-agnostic; each algorithm module implements this protoco
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from agents.episodes import Episode
+
+if TYPE_CHECKING:
+    import torch
+
+    from agents.config import Config
+    from rlkit.distributed import DistributedContext
+    from rlkit.logger import Logger
 
 
 class Learner(Protocol):
@@ -43,3 +50,15 @@ class Learner(Protocol):
 
     def close(self) -> None:
         ...
+
+
+class LearnerFactory(Protocol):
+    """How the runner builds an algorithm's learner (its class): one rank of ``dist`` if given."""
+
+    def __call__(
+        self,
+        cfg: Config,
+        device: torch.device,
+        logger: Logger,
+        dist: DistributedContext | None = None,
+    ) -> Learner: ...

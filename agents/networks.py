@@ -7,6 +7,7 @@ so rollouts and replay batches travel host->device as bytes (4x less traffic tha
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -41,7 +42,8 @@ class PixelEncoder(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         # Cast to the weights' dtype (not float32) so float64 gradient checks run end to end.
-        x = obs.to(self.fc[0].weight.dtype)
+        # fc[0] is the nn.Linear built in __init__ (indexing a Sequential is typed Module).
+        x = obs.to(cast(nn.Linear, self.fc[0]).weight.dtype)
         if obs.dtype == torch.uint8:
             x = x / 255.0
         return self.fc(self.convs(x))

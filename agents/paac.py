@@ -24,6 +24,7 @@ from agents.algo_configs import PAACConfig
 from agents.environments import capture_env_stream, make_train_envs, resume_env_stream
 from agents.episodes import Episode, EpisodeTracker
 from agents.networks import build_encoder
+from envs import array_shape
 from rlkit.distributed import DistributedContext
 from rlkit.init import apply_init
 from rlkit.logger import Logger
@@ -148,7 +149,8 @@ class ActorCritic(nn.Module):
         # 32 envs, measured with the retained-graph update below on a shared 2-core machine).
         self.channels_last = len(obs_shape) == 3
         if self.channels_last:
-            self.to(memory_format=torch.channels_last)
+            # Module.to(memory_format=...) is documented, but torch's overloads omit it.
+            self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """``(logits (B, A), values (B,))`` for a batch of observations (uint8 pixels or floats)."""
@@ -237,7 +239,7 @@ def _discrete_actions(space: gym.Space) -> int:
 
 
 def _network(agent: PAACConfig, obs_space: gym.Space, action_space: gym.Space) -> ActorCritic:
-    return ActorCritic(tuple(obs_space.shape), _discrete_actions(action_space),
+    return ActorCritic(array_shape(obs_space, "observation"), _discrete_actions(action_space),
                        encoder=agent.encoder, mlp_hidden=agent.mlp_hidden)
 
 
@@ -351,10 +353,11 @@ class PAACLearner:
             # The Atari wrapper already clips to the sign; for integer game rewards clipping
             # again is the identity, and other envs get the original's [-1, 1] clip here.
             np.clip(rewards, -1.0, 1.0, out=rewards)
-        host = (torch.from_numpy(a).to(self.device, non_blocking=True)
-                for a in (rewards, terminated, truncated, mask))
-        return Rollout(torch.stack(logits), torch.stack(values), torch.stack(actions), *host,
-                       bootstrap)
+        rewards_d, terminated_d, truncated_d, mask_d = (
+            torch.from_numpy(a).to(self.device, non_blocking=True)
+            for a in (rewards, terminated, truncated, mask))
+        return Rollout(torch.stack(logits), torch.stack(values), torch.stack(actions), rewards_d,
+                       terminated_d, truncated_d, mask_d, bootstrap)
 
     def learn(self, rollout: Rollout) -> PAACLoss:
         """One synchronous update from a rollout (PAAC paper, Algorithm 1)."""

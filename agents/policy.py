@@ -25,7 +25,22 @@ class Policy(Protocol):
         ...
 
 
-POLICY_BUILDERS = {
+class PolicyBuilder(Protocol):
+    """An algorithm module's ``build_policy``."""
+
+    def __call__(
+        self,
+        cfg: Config,
+        learner_state: dict[str, Any],
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        device: torch.device,
+        *,
+        seed: int | None = None,
+    ) -> Policy: ...
+
+
+POLICY_BUILDERS: dict[str, PolicyBuilder] = {
     "dqn": dqn.build_policy,
     "double_dqn": dqn.build_policy,
     "paac": paac.build_policy,

@@ -45,7 +45,7 @@ from agents.config import (
 from agents.dqn import DQNLearner
 from agents.environments import make_eval_env
 from agents.evaluate import CHECKPOINT_FORMAT, play_games, read_checkpoint
-from agents.learner import Learner
+from agents.learner import Learner, LearnerFactory
 from agents.paac import PAACLearner
 from rlkit.atomic import check_writable, remove_stale_temps
 from rlkit.checkpoint import rng_state, save_checkpoint, set_rng_state
@@ -54,7 +54,7 @@ from rlkit.distributed import DistributedContext, init_distributed
 from rlkit.logger import Logger
 from rlkit.malloc import keep_freed_memory
 
-LEARNERS = {
+LEARNERS: dict[str, LearnerFactory] = {
     "dqn": DQNLearner,
     "double_dqn": DQNLearner,
     "paac": PAACLearner,
