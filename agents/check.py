@@ -934,10 +934,14 @@ def make_probe(cfg: Config) -> Probe:
 
 def run_checks(cfg: Config, name: str, *, updates: int = UPDATES) -> CheckReport:
     """Every check on the learner ``cfg`` builds; ``name`` labels the report."""
+    threads = torch.get_num_threads()  # train.threads applies to the check only
     with warnings.catch_warnings():
         # The report states the ratios itself; the in-run monitor's warning would repeat them.
         warnings.simplefilter("ignore", UpdateRatioWarning)
-        return _run(cfg, name, updates)
+        try:
+            return _run(cfg, name, updates)
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _run(cfg: Config, name: str, updates: int) -> CheckReport:
