@@ -26,6 +26,7 @@ import os
 import statistics
 import time
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -165,7 +166,7 @@ class LossParts:
     """Its regression part (DQN: the TD loss; PAAC: the value term)."""
 
 
-class Probe:
+class Probe(ABC):
     """What the checks need from one learner: real batches, its loss and its real update.
 
     Subclasses compose the loss from the same public functions the learner calls
@@ -182,36 +183,48 @@ class Probe:
         self.cfg = cfg
         self.update = learner.update
 
-    # -- implemented per algorithm
+    @abstractmethod
     def collect(self, count: int) -> list[Any]:
+        """``count`` real batches: a replay sample (DQN) or a rollout (PAAC) each."""
         raise NotImplementedError
 
+    @abstractmethod
     def train_step(self, batch: Any) -> float:
         """One real update (the learner's clipping, optimizer and schedule) on ``batch``;
         returns the seconds the update itself took."""
         raise NotImplementedError
 
+    @abstractmethod
     def initial_checks(self, batch: Any) -> list[CheckResult]:
+        """The initial-value lines: policy entropy (PAAC), V or Q near 0, the initial loss."""
         raise NotImplementedError
 
+    @abstractmethod
     def output_gradient(self, batch: Any) -> CheckResult:
+        """The loss's gradient with respect to the network's outputs against the algorithm's
+        formula, both in float64."""
         raise NotImplementedError
 
+    @abstractmethod
     def small(self, batch: Any) -> Any:
         """A handful of samples of ``batch`` (the gradient and overfitting checks)."""
         raise NotImplementedError
 
+    @abstractmethod
     def frozen_loss(self, net: nn.Module, batch: Any) -> Callable[[nn.Module], LossParts]:
         """The loss on ``batch`` of a network with ``net``'s architecture, every quantity the
         loss detaches (TD targets, returns, advantages) held at its value for ``net``'s current
         weights, as autograd holds it (finite differences of the loss itself would move them)."""
         raise NotImplementedError
 
+    @abstractmethod
     def projection(self, update_seconds: float) -> tuple[float, str]:
         """(projected seconds of ``train.steps``, how it was computed)."""
         raise NotImplementedError
 
+    @abstractmethod
     def observations(self, batches: list[Any]) -> Tensor:
+        """The observations of ``batches``, stacked (the dead-unit check's inputs)."""
         raise NotImplementedError
 
 
@@ -228,7 +241,7 @@ class DQNProbe(Probe):
         super().__init__(learner, cfg)
         self.model = learner.q
         self.agent = learner.agent
-        fill = max(1000, 8 * self.agent.batch_size)
+        fill = min(max(1000, 8 * self.agent.batch_size), self.agent.buffer_size)
         saved_round = learner.next_round
         learner.next_round = math.inf  # no updates while the buffer fills
         start = time.perf_counter()
