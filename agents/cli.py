@@ -72,15 +72,23 @@ def build_parser() -> argparse.ArgumentParser:
     sticky.add_argument("--repeat-action-probability", type=float, metavar="P",
                         help="sticky actions with probability P (default: the training config's)")
 
-    ck = sub.add_parser("check", help="sanity-check a config's learner before a long run",
-                        description="Build the config's learner and env and check, in about a "
-                                    "minute: initial values, gradients (float64 finite "
-                                    "differences), overfitting one batch, the update/weight "
-                                    "ratio, dead units, and the projected wall time. One line "
-                                    "per check; exit 3 when any check FAILs.")
+    ck = sub.add_parser(
+        "check",
+        help="sanity-check a config's learner before a long run",
+        description="Build the config's learner and env and check, in about a minute: initial "
+        "values, gradients (float64 finite differences), overfitting one batch, the "
+        "update/weight ratio, dead units, and the projected wall time. One line per check; "
+        "exit 3 when any check FAILs.",
+    )
     ck.add_argument("config", help="YAML config, e.g. configs/pong_paac.yaml")
-    ck.add_argument("--set", dest="overrides", action="append", default=[],
-                    metavar="KEY=VALUE", help="override a config key, e.g. optim.lr=1e-4")
+    ck.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. optim.lr=1e-4",
+    )
     ck.add_argument("--json", metavar="PATH", help="write the report as JSON to PATH")
 
     ex = sub.add_parser("export", help="keep only the policy network of a checkpoint",

@@ -277,14 +277,16 @@ def point_to_check(config: Path, enabled: bool = True) -> Callable[[], None]:
         return lambda: None
     pointed = False
 
-    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any
-             ) -> None:
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
         nonlocal pointed
         original(message, category, *args, **kwargs)
         if issubclass(category, UpdateRatioWarning) and not pointed:
             pointed = True
-            print(f"rlkit: to diagnose it before a run: rlkit check {config} (the update/weight "
-                  "ratio per layer, gradients, dead units, what to change)", file=sys.stderr)
+            print(
+                f"rlkit: to diagnose it before a run: rlkit check {config} (the update/weight "
+                "ratio per layer, gradients, dead units, what to change)",
+                file=sys.stderr,
+            )
 
     def restore() -> None:
         warnings.showwarning = original
