@@ -72,6 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
     sticky.add_argument("--repeat-action-probability", type=float, metavar="P",
                         help="sticky actions with probability P (default: the training config's)")
 
+    ck = sub.add_parser(
+        "check",
+        help="sanity-check a config's learner before a long run",
+        description="Build the config's learner and env and check, in about a minute: initial "
+        "values, gradients (float64 finite differences), overfitting one batch, the "
+        "update/weight ratio, dead units, and the projected wall time. One line per check; "
+        "exit 3 when any check FAILs.",
+    )
+    ck.add_argument("config", help="YAML config, e.g. configs/pong_paac.yaml")
+    ck.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. optim.lr=1e-4",
+    )
+    ck.add_argument("--json", metavar="PATH", help="write the report as JSON to PATH")
+
     ex = sub.add_parser("export", help="keep only the policy network of a checkpoint",
                         description="Write the acting network of a training checkpoint (no "
                                     "optimizer, target network, replay or env state) to a small "
@@ -91,6 +110,23 @@ def _export(args: argparse.Namespace) -> int:
     out = save_checkpoint(args.out, policy_only(ckpt))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+CHECK_FAILED = 3
+"""``rlkit check``'s exit code when a check FAILs (1 stays "the command was used wrongly")."""
+
+
+def _check(args: argparse.Namespace) -> int:
+    from agents.check import run_checks
+    from agents.config import load_config
+
+    if args.json is not None:
+        check_writable(args.json, "--json")
+    report = run_checks(load_config(args.config, args.overrides), args.config)
+    print(report.table())
+    if args.json is not None:
+        write_text(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
+    return CHECK_FAILED if report.failed else 0
 
 
 def _check_seed(seed: int) -> None:
@@ -193,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args) if code is None else code
         if args.command == "export":
             return _export(args)
+        if args.command == "check":
+            return _check(args)
         return _evaluate(args)
     except USER_ERRORS + (RunError,) as exc:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]

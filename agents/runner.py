@@ -24,6 +24,8 @@ import shutil
 import signal
 import sys
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -53,6 +55,7 @@ from rlkit.device import resolve_device
 from rlkit.distributed import DistributedContext, init_distributed
 from rlkit.logger import Logger
 from rlkit.malloc import keep_freed_memory
+from rlkit.monitors import UpdateRatioWarning
 
 LEARNERS: dict[str, LearnerFactory] = {
     "dqn": DQNLearner,
@@ -205,6 +208,7 @@ class Runner:
         total = cfg.train.steps
         handlers = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGINT, signal.SIGTERM)}
+        restore_warnings = point_to_check(self.run_dir / "config.yaml", self.dist.is_main)
         if cfg.train.expectation and self.dist.is_main:
             print(f"rlkit: expect: {cfg.train.expectation}", file=sys.stderr)
         bar = tqdm(total=total, initial=min(learner.env_steps, total), unit="step",
@@ -245,6 +249,7 @@ class Runner:
             path = self.checkpoint()
         finally:
             bar.close()
+            restore_warnings()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             self.logger.close()
@@ -261,6 +266,33 @@ class Runner:
             print(f"rlkit: {name} at step {learner.env_steps}: checkpoint written to {path}; "
                   f"continue with: rlkit train --resume {self.run_dir}")
         return code
+
+
+def point_to_check(config: Path, enabled: bool = True) -> Callable[[], None]:
+    """After the in-run monitor's first update/weight-ratio warning, print one line naming
+    ``rlkit check``, which measures the same ratios per layer (and the gradients and dead units)
+    before a run and says what to change. Returns the function that undoes this."""
+    original = warnings.showwarning
+    if not enabled:
+        return lambda: None
+    pointed = False
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        nonlocal pointed
+        original(message, category, *args, **kwargs)
+        if issubclass(category, UpdateRatioWarning) and not pointed:
+            pointed = True
+            print(
+                f"rlkit: to diagnose it before a run: rlkit check {config} (the update/weight "
+                "ratio per layer, gradients, dead units, what to change)",
+                file=sys.stderr,
+            )
+
+    def restore() -> None:
+        warnings.showwarning = original
+
+    warnings.showwarning = show
+    return restore
 
 
 def default_run_dir(config_path: str | Path) -> Path:

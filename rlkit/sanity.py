@@ -78,11 +78,11 @@ def overfit_tiny_batch(
     while taken < steps:
         opt.zero_grad(set_to_none=True)
         out = loss_fn(trial, batch)
+        if float(out.detach()) < target:
+            break  # fitted: a further step could overshoot and report a fitted batch as not
         out.backward()
         opt.step()
         taken += 1
-        if float(out.detach()) < target:
-            break
     with torch.no_grad():
         final = float(loss_fn(trial, batch))
     passed = final < target
