@@ -25,6 +25,7 @@ import copy
 import math
 import os
 import statistics
+import sys
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -244,7 +245,7 @@ class DQNProbe(Probe):
         self.agent = learner.agent
         fill = min(max(1000, 8 * self.agent.batch_size), self.agent.buffer_size)
         saved_round = learner.next_round
-        learner.next_round = math.inf  # no updates while the buffer fills
+        learner.next_round = sys.maxsize  # no updates while the buffer fills
         start = time.perf_counter()
         while len(learner.replay) < fill:
             learner.train_iteration()
@@ -944,7 +945,9 @@ def make_probe(cfg: Config) -> Probe:
     learner = make_learner(cfg, resolve_device(cfg.train.device), Logger(None))
     if isinstance(learner, DQNLearner):
         return DQNProbe(learner, cfg)
-    return PAACProbe(learner, cfg)
+    if isinstance(learner, PAACLearner):
+        return PAACProbe(learner, cfg)
+    raise TypeError(f"rlkit check has no probe for {type(learner).__name__}")
 
 
 def run_checks(cfg: Config, name: str, *, updates: int = UPDATES) -> CheckReport:
