@@ -1,6 +1,6 @@
 """Plot the game scores of rlkit runs against frames and against wall time, as one PNG.
 
-    python scripts/plot_curves.py runs/pong_paac [more run dirs] --out docs/pong_paac_curve.png \\
+    python scripts/plot_curves.py runs/pong_paac [more run dirs] --out docs/pong_paac_fast_curve.png \\
         --published --reference "target=15"
 
 One line per run directory (the mean of the last ``--window`` games, raw games faint behind it),
