@@ -1,7 +1,7 @@
 """Plot the game scores of rlkit runs against frames and against wall time, as one PNG.
 
-    python scripts/plot_curves.py runs/pong_paac [more run dirs] --out docs/pong_paac_fast_curve.png \\
-        --published --reference "target=15"
+    python scripts/plot_curves.py runs/pong_paac [more run dirs] \\
+        --out docs/pong_paac_fast_curve.png --published --reference "target=15"
 
 One line per run directory (the mean of the last ``--window`` games, raw games faint behind it),
 in two panels: emulator frames (agent steps x the run's frame skip for Atari; env steps otherwise)
