@@ -208,9 +208,9 @@ class TrainConfig:
     confirmed on this many games from fresh start states (seeded from ``seed`` and the
     confirmation's index; no training env or periodic evaluation plays them). ``best.pt`` keeps
     the policy with the best confirmation mean, and training stops once a confirmation's mean,
-    less two standard errors, reaches ``target_score``: Gym's CartPole-v1 criterion (a mean of
+    less three standard errors, reaches ``target_score``: Gym's CartPole-v1 criterion (a mean of
     475 over 100 episodes) with a margin, so that the stopped policy also scores 475 on other
-    games rather than half the time. 0 = no confirmation: periodic means alone choose
+    games, not just half the time. 0 = no confirmation: periodic means alone choose
     ``best.pt`` and stop training, as cheap as it is optimistic."""
     progress: bool = True
     """Show a tqdm progress bar (steps, SPS, recent game score, ETA)."""

@@ -161,6 +161,7 @@ SMALL_PAAC = [
     "--set", "train.progress=false", "--set", "env.num_envs=4", "--set", "agent.mlp_hidden=[8]",
     "--set", "train.log_every=80", "--set", "train.eval_every=0", "--set", "checkpoint.every=0",
     "--set", "train.threads=1", "--set", "optim.lr_final=0.0005",
+    "--set", "optim.lr_decay_steps=null",  # the schedule follows train.steps
 ]
 
 
@@ -249,7 +250,7 @@ def test_every_tensorboard_curve_uses_agent_steps(tmp_path):
 
 CONFIRMED = [
     [500.0, 500.0, 500.0, 20.0],   # mean 380: the lucky 500 screen is refuted
-    [500.0, 500.0, 500.0, 460.0],  # mean 490 (new best.pt) but 490 - 2 * 17.3 / 2 < 475
+    [500.0, 500.0, 500.0, 460.0],  # mean 490 (new best.pt) but 490 - 3 * 17.3 / 2 < 475
     [500.0, 500.0, 500.0, 500.0],  # mean 500: solved
 ]
 CONFIRMING = [*SMALL_CARTPOLE, "--set", "train.target_score=475", "--set",
@@ -282,7 +283,7 @@ def test_confirmations_not_screens_choose_best_pt_and_stop_training(tmp_path, ca
                                                                      scripted_games):
     """Screens of 500 at steps 300, 600, 900 each trigger a confirmation on fresh seeds; best.pt
     follows the confirmed means (380, 490, 500), never the screens, and training stops at 900,
-    where the confirmation's mean less two standard errors first reaches the target."""
+    where the confirmation's mean less three standard errors first reaches the target."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from agents.runner import confirmation_seed
@@ -299,13 +300,13 @@ def test_confirmations_not_screens_choose_best_pt_and_stop_training(tmp_path, ca
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert best["runner"]["best_score"] == 500.0 and best["learner"]["env_steps"] == 900
     assert ("rlkit: train.target_score=475 reached at step 900 (mean 500.0 over 4 confirmation "
-            "games, at least 2 standard errors above the target); stopped early (last.pt holds "
+            "games, at least 3 standard errors above the target); stopped early (last.pt holds "
             "that policy)") in capsys.readouterr().out
     events = EventAccumulator(str(run)).Reload()
     confirmed = [(e.step, e.value) for e in events.Scalars("confirm/mean")]
     assert confirmed == [(300, 380.0), (600, 490.0), (900, 500.0)]
     bounds = [e.value for e in events.Scalars("confirm/lower_bound")]
-    assert bounds[1] == pytest.approx(490 - 2 * 17.3205 / 2, abs=1e-3) and bounds[2] == 500.0
+    assert bounds[1] == pytest.approx(490 - 3 * 17.3205 / 2, abs=1e-3) and bounds[2] == 500.0
     assert [e.value for e in events.Scalars("eval/mean")] == [500.0] * 3
 
 
@@ -332,7 +333,7 @@ def test_resume_keeps_the_confirmation_state_and_refuses_a_solved_run(tmp_path, 
     assert main(["train", "--resume", str(run), "--steps", "6000"]) == 1
     assert capsys.readouterr().err.strip() == (
         "rlkit: error: the run stopped when train.target_score=475 reached at step 900 (mean "
-        "500.0 over 4 confirmation games, at least 2 standard errors above the target); nothing "
+        "500.0 over 4 confirmation games, at least 3 standard errors above the target); nothing "
         "to resume (to train past the target, start a new run with --set "
         "train.target_score=null)")
 
@@ -355,8 +356,9 @@ def test_evaluations_do_not_change_training(tmp_path):
 def test_confirmation_games_default_to_100_with_a_target_only():
     from agents.config import ConfigError
 
-    assert load_config(CARTPOLE).train.confirmation_games == 100
-    assert load_config(CARTPOLE, ["train.target_score=null"]).train.confirmation_games == 0
-    assert load_config(CARTPOLE, ["train.confirm_episodes=0"]).train.confirmation_games == 0
+    default = "train.confirm_episodes=null"
+    assert load_config(CARTPOLE, [default]).train.confirmation_games == 100
+    assert load_config(CARTPOLE, [default, "train.target_score=null"]).train.confirmation_games == 0
+    assert load_config(CARTPOLE, ["train.confirm_episodes=7"]).train.confirmation_games == 7
     with pytest.raises(ConfigError, match=r"^train.confirm_episodes must be >= 0 or null, got -1$"):
         load_config(CARTPOLE, ["train.confirm_episodes=-1"])
