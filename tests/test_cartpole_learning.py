@@ -31,8 +31,10 @@ SOLVED = 475.0
 
 LEARNERS = {
     "dqn": ("cartpole_dqn.yaml", []),
-    "double_dqn_per": ("cartpole_dqn.yaml", ["--set", "agent.algo=double_dqn",
-                                             "--set", "agent.prioritized=true"]),
+    "double_dqn_per": (
+        "cartpole_dqn.yaml",
+        ["--set", "agent.algo=double_dqn", "--set", "agent.prioritized=true"],
+    ),
     "paac": ("cartpole_paac.yaml", []),
 }
 """Learner -> (config, overrides). Double DQN + PER is the DQN config with two overrides."""
@@ -58,8 +60,8 @@ def evaluation_args(learner: str) -> list[str]:
 def test_cartpole_is_solved(tmp_path: Path, learner: str, seed: int) -> None:
     config, overrides = LEARNERS[learner]
     run = tmp_path / "run"
-    assert main(["train", str(CONFIGS / config), "--run-dir", str(run), "--seed", str(seed),
-                 "--set", "train.progress=false", *overrides]) == 0
+    train = ["train", str(CONFIGS / config), "--run-dir", str(run), "--seed", str(seed)]
+    assert main([*train, "--set", "train.progress=false", *overrides]) == 0
     last = load_checkpoint(run / "checkpoints" / "last.pt")
     agent = last["config"]["agent"]
     assert agent["algo"] == {"dqn": "dqn", "double_dqn_per": "double_dqn", "paac": "paac"}[learner]
@@ -67,9 +69,9 @@ def test_cartpole_is_solved(tmp_path: Path, learner: str, seed: int) -> None:
     assert last["runner"]["solved_at"] is not None, "the budget ran out before the target held"
     for name in ("last.pt", "best.pt"):
         out = tmp_path / f"{name}.json"
-        assert main(["evaluate", str(run / "checkpoints" / name), "--episodes", "100",
-                     "--seed", str(EVAL_SEED), "--json", str(out), *evaluation_args(learner)]) == 0
+        games = ["--episodes", "100", "--seed", str(EVAL_SEED), *evaluation_args(learner)]
+        assert main(["evaluate", str(run / "checkpoints" / name), *games, "--json", str(out)]) == 0
         summary = json.loads(out.read_text())
         assert summary["episodes"] == 100
-        assert summary["mean"] >= SOLVED, (name, {k: summary[k] for k in
-                                                  ("mean", "median", "std", "min", "max")})
+        spread = {k: summary[k] for k in ("mean", "median", "std", "min", "max")}
+        assert summary["mean"] >= SOLVED, (name, spread)
