@@ -119,8 +119,8 @@ def confirmation_seed(train_seed: int, index: int) -> int:
     """Env and policy seed of a run's ``index``-th confirmation evaluation.
 
     Hashed from (seed, ``CONFIRM_STREAM``, index) by numpy's ``SeedSequence``: every confirmation
-    plays games that no periodic evaluation (seed + 10000), no training env (small offsets of
-    the seed) and no earlier confirmation played.
+    plays games that no periodic evaluation (seed + 10000), no training env (the seed plus an
+    offset) and no earlier confirmation played, bar a one-in-2**32 collision of the hash.
     """
     return int(np.random.SeedSequence([train_seed, CONFIRM_STREAM, index]).generate_state(1)[0])
 
