@@ -184,18 +184,46 @@ class TrainConfig:
     log_every: int = 10_000
     """Agent steps between TensorBoard scalar writes (the only host syncs of the hot loop)."""
     eval_every: int = 0
-    """Agent steps between evaluations that decide ``best.pt``; 0 = no periodic evaluation."""
+    """Agent steps between periodic evaluations (the screen for ``best.pt`` and early stopping);
+    0 = no periodic evaluation."""
     eval_episodes: int = 10
-    """Full games per periodic evaluation."""
+    """Full games per periodic evaluation. They always start from the same states, so that
+    successive evaluations compare policies rather than start states."""
     eval_epsilon: float = 0.05
-    """Exploration epsilon of periodic evaluation (value-based agents; DQN protocol: 0.05)."""
+    """Exploration epsilon of evaluations (value-based agents; DQN protocol: 0.05)."""
+    eval_greedy: bool = False
+    """Evaluate the argmax policy (``rlkit evaluate --greedy``) instead of the protocol's
+    epsilon-greedy or sampled one, for configs whose score is measured greedily."""
     target_score: float | None = None
-    """Stop early once a periodic evaluation's mean score reaches this; null = full budget."""
+    """Stop early once the policy's mean score reaches this; null = train the full budget. Only
+    evaluations check it (``eval_every`` > 0). With confirmation (``confirm_episodes`` > 0) the
+    target must hold on the confirmation games, not on the periodic evaluation that triggered
+    them."""
+    confirm_episodes: int | None = None
+    """Games of a confirmation evaluation; null = 100 with a ``target_score``, else 0.
+
+    A few games are a noisy score, and the best of many noisy scores is biased upwards: a policy
+    that played 500 in 10 CartPole games averaged 417 over the next 100. So a periodic evaluation
+    only screens: one that reaches ``target_score`` or beats the best confirmed mean so far is
+    confirmed on this many games from fresh start states (seeded from ``seed`` and the
+    confirmation's index; no training env or periodic evaluation plays them). ``best.pt`` keeps
+    the policy with the best confirmation mean, and training stops once a confirmation's mean,
+    less three standard errors, reaches ``target_score``: Gym's CartPole-v1 criterion (a mean of
+    475 over 100 episodes) with a margin, so that the stopped policy also scores 475 on other
+    games, not just half the time. 0 = no confirmation: periodic means alone choose
+    ``best.pt`` and stop training, as cheap as it is optimistic."""
     progress: bool = True
     """Show a tqdm progress bar (steps, SPS, recent game score, ETA)."""
     expectation: str | None = None
     """What the score curve should do and when, printed as training starts, so that a flat
     start that is normal (Pong's first millions of frames) is not mistaken for a bug."""
+
+    @property
+    def confirmation_games(self) -> int:
+        """``confirm_episodes`` resolved: its null default is 100 with a target score, else 0."""
+        if self.confirm_episodes is not None:
+            return self.confirm_episodes
+        return 100 if self.target_score is not None else 0
 
     def validate(self) -> list[str]:
         problems = []
@@ -206,6 +234,9 @@ class TrainConfig:
                 problems.append(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_every < 0:
             problems.append(f"train.eval_every must be >= 0, got {self.eval_every}")
+        if self.confirm_episodes is not None and self.confirm_episodes < 0:
+            problems.append(f"train.confirm_episodes must be >= 0 or null, got "
+                            f"{self.confirm_episodes}")
         if self.threads is not None and self.threads < 1:
             problems.append(f"train.threads must be >= 1 or null, got {self.threads}")
         if not 0.0 <= self.eval_epsilon <= 1.0:

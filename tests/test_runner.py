@@ -161,6 +161,7 @@ SMALL_PAAC = [
     "--set", "train.progress=false", "--set", "env.num_envs=4", "--set", "agent.mlp_hidden=[8]",
     "--set", "train.log_every=80", "--set", "train.eval_every=0", "--set", "checkpoint.every=0",
     "--set", "train.threads=1", "--set", "optim.lr_final=0.0005",
+    "--set", "optim.lr_decay_steps=null",  # the schedule follows train.steps
 ]
 
 
@@ -243,3 +244,121 @@ def test_every_tensorboard_curve_uses_agent_steps(tmp_path):
         assert max(xs) <= 600, tag
         if tag.split("/")[0] in ("update", "grad_norm", "update_ratio", "activations"):
             assert min(xs) > 100 and max(xs) > 500, (tag, xs)  # updates start at step 100
+
+
+# --------------------------------------------------------------------------- confirmation
+
+CONFIRMED = [
+    [500.0, 500.0, 500.0, 20.0],   # mean 380: the lucky 500 screen is refuted
+    [500.0, 500.0, 500.0, 460.0],  # mean 490 (new best.pt) but 490 - 3 * 17.3 / 2 < 475
+    [500.0, 500.0, 500.0, 500.0],  # mean 500: solved
+]
+CONFIRMING = [*SMALL_CARTPOLE, "--set", "train.target_score=475", "--set",
+              "train.confirm_episodes=4", "--set", "checkpoint.every=300"]
+
+
+@pytest.fixture
+def scripted_games(monkeypatch):
+    """Evaluations score by script instead of playing: every periodic evaluation (seed + 10000)
+    plays 500s, and the k-th confirmation (by its seed) plays ``CONFIRMED[k - 1]``. Returns the
+    seeds played, in order."""
+    from agents import runner
+    from agents.evaluate import EvalResult
+
+    seeds = []
+    confirmations = {runner.confirmation_seed(0, k): games for k, games in
+                     enumerate(CONFIRMED, start=1)}
+
+    def play(act, env, episodes, *, seed=None, video=None):
+        seeds.append(seed)
+        returns = [500.0] * episodes if seed == 10_000 else confirmations[seed]
+        assert len(returns) == episodes
+        return EvalResult(returns, [int(r) for r in returns])
+
+    monkeypatch.setattr(runner, "play_games", play)
+    return seeds
+
+
+def test_confirmations_not_screens_choose_best_pt_and_stop_training(tmp_path, capsys,
+                                                                     scripted_games):
+    """Screens of 500 at steps 300, 600, 900 each trigger a confirmation on fresh seeds; best.pt
+    follows the confirmed means (380, 490, 500), never the screens, and training stops at 900,
+    where the confirmation's mean less three standard errors first reaches the target."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from agents.runner import confirmation_seed
+
+    run = tmp_path / "run"
+    assert main(["train", CARTPOLE, "--run-dir", str(run), "--steps", "3000", "--seed", "0",
+                 *CONFIRMING]) == 0
+    assert scripted_games == [10_000, confirmation_seed(0, 1), 10_000, confirmation_seed(0, 2),
+                              10_000, confirmation_seed(0, 3)]
+    assert len(set(scripted_games)) == 4  # every confirmation plays games of its own
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert last["learner"]["env_steps"] == 900
+    assert last["runner"]["solved_at"] == 900 and last["runner"]["confirmations"] == 3
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["runner"]["best_score"] == 500.0 and best["learner"]["env_steps"] == 900
+    assert ("rlkit: train.target_score=475 reached at step 900 (mean 500.0 over 4 confirmation "
+            "games, at least 3 standard errors above the target); stopped early (last.pt holds "
+            "that policy)") in capsys.readouterr().out
+    events = EventAccumulator(str(run)).Reload()
+    confirmed = [(e.step, e.value) for e in events.Scalars("confirm/mean")]
+    assert confirmed == [(300, 380.0), (600, 490.0), (900, 500.0)]
+    bounds = [e.value for e in events.Scalars("confirm/lower_bound")]
+    assert bounds[1] == pytest.approx(490 - 3 * 17.3205 / 2, abs=1e-3) and bounds[2] == 500.0
+    assert [e.value for e in events.Scalars("eval/mean")] == [500.0] * 3
+
+
+def test_a_refuted_screen_leaves_best_pt_at_the_confirmed_score(tmp_path, scripted_games):
+    run = tmp_path / "run"
+    assert main(["train", CARTPOLE, "--run-dir", str(run), "--steps", "600", "--seed", "0",
+                 *CONFIRMING]) == 0  # the budget ends before the target is confirmed
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert last["runner"]["solved_at"] is None and last["runner"]["best_score"] == 490.0
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["learner"]["env_steps"] == 600
+
+
+def test_resume_keeps_the_confirmation_state_and_refuses_a_solved_run(tmp_path, capsys,
+                                                                      scripted_games):
+    """Stopped at 600 and resumed, the run plays the third confirmation (not the first again)
+    at 900 and stops there, as the uninterrupted run did; a solved run is not resumed."""
+    run = tmp_path / "run"
+    assert main(["train", CARTPOLE, "--run-dir", str(run), "--steps", "600", "--seed", "0",
+                 *CONFIRMING]) == 0
+    assert main(["train", "--resume", str(run), "--steps", "3000"]) == 0
+    last = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert last["learner"]["env_steps"] == 900 and last["runner"]["solved_at"] == 900
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--steps", "6000"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "rlkit: error: the run stopped when train.target_score=475 reached at step 900 (mean "
+        "500.0 over 4 confirmation games, at least 3 standard errors above the target); nothing "
+        "to resume (to train past the target, start a new run with --set "
+        "train.target_score=null)")
+
+
+def test_evaluations_do_not_change_training(tmp_path):
+    """Periodic evaluations and their 100-game confirmations play their own envs and draw from
+    the evaluation generator: the trained network is the same as without any evaluation."""
+    runs = {}
+    for name, every in (("evaluated", "300"), ("not_evaluated", "0")):
+        runs[name] = tmp_path / name
+        assert main(["train", CARTPOLE, "--run-dir", str(runs[name]), "--steps", "800",
+                     *SMALL_CARTPOLE, "--set", "train.eval_every=" + every]) == 0
+    evaluated = load_checkpoint(runs["evaluated"] / "checkpoints" / "last.pt")
+    assert evaluated["runner"]["confirmations"] >= 1  # the config's target: 100-game confirmations
+    plain = params(runs["not_evaluated"] / "checkpoints" / "last.pt")
+    for name, tensor in evaluated["learner"]["q"].items():
+        assert torch.equal(tensor, plain[name]), name
+
+
+def test_confirmation_games_default_to_100_with_a_target_only():
+    from agents.config import ConfigError
+
+    default = "train.confirm_episodes=null"
+    assert load_config(CARTPOLE, [default]).train.confirmation_games == 100
+    assert load_config(CARTPOLE, [default, "train.target_score=null"]).train.confirmation_games == 0
+    assert load_config(CARTPOLE, ["train.confirm_episodes=7"]).train.confirmation_games == 7
+    with pytest.raises(ConfigError, match=r"^train.confirm_episodes must be >= 0 or null, got -1$"):
+        load_config(CARTPOLE, ["train.confirm_episodes=-1"])
