@@ -10,7 +10,7 @@ Each seed's ``OUT/seed_S`` is an ordinary ``rlkit train`` run directory, filled 
 
 1. ``python -m agents.cli train CONFIG --seed S --steps N --run-dir OUT/seed_S [--set ...]``; or,
    when ``checkpoints/last.pt`` is there but short of the budget, ``train --resume OUT/seed_S
-   --steps N``; nothing when it has reached the budget (or the config's ``train.target_score``).
+   --steps N``; nothing when it has reached the budget or a confirmed target score stopped it.
 2. ``python -m agents.cli evaluate OUT/seed_S/checkpoints/{last,best}.pt --episodes E --json
    OUT/seed_S/eval_{last,best}.json``, unless that JSON is already newer than its checkpoint
    (``best.pt`` exists only when the config runs periodic evaluations, ``train.eval_every``).
@@ -107,7 +107,6 @@ class Bench:
     out: Path
     steps: int
     frames_per_step: int
-    target_score: float | None
     overrides: tuple[str, ...]
     eval_episodes: int
     window: int
@@ -200,15 +199,19 @@ def progress(run_dir: Path) -> dict[str, Any] | None:
         "steps": int(ckpt["learner"]["env_steps"]),
         "wall_seconds": float(runner["elapsed"]),
         "best_score": float(runner["best_score"]),
+        "solved_at": runner.get("solved_at"),
     }
 
 
 def finished(bench: Bench, state: dict[str, Any] | None) -> bool:
-    """The run has reached the step budget, or the config's target score stopped it."""
+    """The run has reached the step budget, or a confirmed ``train.target_score`` stopped it.
+
+    A best evaluation at the target is not enough: the runner stops only once a confirmation
+    evaluation clears the target with its standard errors to spare, and records that step.
+    """
     if state is None:
         return False
-    target = bench.target_score
-    return state["steps"] >= bench.steps or (target is not None and state["best_score"] >= target)
+    return state["steps"] >= bench.steps or state.get("solved_at") is not None
 
 
 def train(bench: Bench, seed: int, launcher: Launcher) -> dict[str, Any]:
@@ -535,7 +538,6 @@ def make_bench(args: argparse.Namespace) -> Bench:
         out=args.out,
         steps=steps,
         frames_per_step=fps,
-        target_score=cfg.train.target_score,
         overrides=tuple(args.overrides),
         eval_episodes=args.eval_episodes,
         window=args.window,
