@@ -330,7 +330,7 @@ class Runner:
         code = 0 if self._stop_signal is None else 128 + self._stop_signal
         if not self.dist.is_main:
             return code
-        if state.solved_at is not None:
+        if state.solved_at is not None and state.solved_score is not None:  # set together
             print(f"rlkit: {solved_line(cfg, state.solved_at, state.solved_score)}; stopped "
                   "early (last.pt holds that policy)")
         if self._stop_signal is not None:
