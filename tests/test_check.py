@@ -58,6 +58,8 @@ def test_learning_rate_1e_7_fails_the_update_ratio(capsys, tmp_path):
             str(CONFIGS / "cartpole_paac.yaml"),
             "--set",
             "optim.lr=1e-7",
+            "--set",  # the config's linear schedule would climb from 1e-7 to its lr_final 1e-4
+            "optim.lr_schedule=constant",
             "--set",
             FAST[0],
             "--json",
