@@ -21,8 +21,9 @@ class DQNConfig:
 
     algo: Literal["dqn", "double_dqn"] = "dqn"
     """``dqn`` bootstraps from max_a Q_target; ``double_dqn`` from Q_target(argmax_a Q_online)."""
-    encoder: Literal["auto", "nature", "nips", "mlp"] = "auto"
-    """Observation encoder: ``auto`` = Nature CNN for images, MLP for vectors."""
+    encoder: Literal["auto", "nature", "nips", "minatar", "mlp"] = "auto"
+    """Observation encoder (``agents.networks``): ``auto`` = Nature CNN for Atari images, MinAtar's
+    net (conv 16 3x3/1, fc 128) for images too small for it (MinAtar's 10x10), MLP for vectors."""
     mlp_hidden: list[int] = field(default_factory=lambda: [64, 64])
     """Hidden layer widths of the MLP encoder (vector observations only)."""
     dueling: bool = False
@@ -113,8 +114,10 @@ class PAACConfig:
 
     algo: Literal["paac"] = "paac"
     """Parallel advantage actor-critic (synchronous, on-policy, no replay)."""
-    encoder: Literal["auto", "nature", "nips", "mlp"] = "nips"
-    """Observation encoder: ``nips`` (the original's default), ``nature`` or ``mlp``."""
+    encoder: Literal["auto", "nature", "nips", "minatar", "mlp"] = "auto"
+    """Observation encoder (``agents.networks``): ``auto`` = ``nips`` (the original's default)
+    for Atari images, ``minatar`` (conv 16 3x3/1, fc 128) for images too small for it (MinAtar's
+    10x10), ``mlp`` for vectors; or name one: ``nature``, ``nips``, ``minatar``, ``mlp``."""
     mlp_hidden: list[int] = field(default_factory=lambda: [64, 64])
     """Hidden layer widths of the MLP encoder (vector observations only)."""
     t_max: int = 5

@@ -23,7 +23,8 @@ from rlkit.distributed import DistributedError, launch, under_launcher
 
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, CheckpointError, DeviceError,
                                             DistributedError, OutputPathError)
-"""Exceptions that mean "the user asked for something wrong" (plus ``runner.RunError``)."""
+"""Exceptions that mean "the user asked for something wrong" (plus ``runner.RunError`` and
+``envs.MissingExtraError``, an optional dependency not installed, imported with the learners)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     from agents.runner import RunError
+    from envs import MissingExtraError
 
     try:
         if args.command == "train":
@@ -232,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             return _check(args)
         return _evaluate(args)
-    except USER_ERRORS + (RunError,) as exc:
+    except USER_ERRORS + (RunError, MissingExtraError) as exc:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         where = f" (rank {os.environ.get('RANK')})" if under_launcher() else ""
         print(f"rlkit: error{where}: {lines[0]}", file=sys.stderr)

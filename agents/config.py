@@ -65,7 +65,8 @@ class EnvConfig:
     """
 
     id: str
-    """Any id ``envs.make_env`` accepts: ``ALE/Pong-v5``, ``PongNoFrameskip-v4``, ``Pong``, ..."""
+    """Any id ``envs.make_env`` accepts: ``ALE/Pong-v5``, ``PongNoFrameskip-v4``, ``Pong``,
+    ``MinAtar/Breakout-v0`` (the ``minatar`` extra), ``CartPole-v1``, ..."""
     num_envs: int = 1
     """Parallel environments feeding the learner."""
     backend: Literal["auto", "sync", "async", "ale"] = "auto"

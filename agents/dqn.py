@@ -37,7 +37,8 @@ __all__ = ["DQNConfig", "DQNLearner", "DQNPolicy", "QNetwork", "TDLoss", "build_
 
 
 class QNetwork(nn.Module):
-    """Encoder (Nature CNN for pixels, MLP for vectors) + linear Q head, or a dueling head.
+    """Encoder (Nature CNN for pixels, MinAtar's net for 10x10 MinAtar observations, MLP for
+    vectors; ``agents.networks.auto_encoder``) + linear Q head, or a dueling head.
 
     Dueling (Wang et al. 2016, eq. 9): ``Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a')``.
     Pixel networks run in channels-last memory format: oneDNN's CPU convolutions are about 1.2x

@@ -30,8 +30,9 @@ import torch
 from agents.config import Config, ConfigError, config_from_dict
 from agents.environments import EVAL_NOOP_MAX, make_eval_env
 from agents.policy import build_policy
-from envs import is_atari
+from envs import is_atari, is_minatar
 from envs.atari_scores import human_normalized
+from envs.minatar import STICKY_ACTION_PROB
 from rlkit.checkpoint import CheckpointError, load_checkpoint
 
 CHECKPOINT_FORMAT = "rlkit/1"
@@ -217,10 +218,12 @@ def eval_protocol(cfg: Config, *, greedy: bool, epsilon: float, uses_epsilon: bo
     """The protocol ``make_eval_env`` and the policy follow for ``cfg`` (see the module doc)."""
     atari = is_atari(cfg.env.id)
     policy = "greedy" if greedy else "epsilon-greedy" if uses_epsilon else "sampled"
+    # MinAtar's games repeat the previous action with their own fixed probability (0.1).
+    sticky = STICKY_ACTION_PROB if is_minatar(cfg.env.id) else 0.0
     return EvalProtocol(
         policy=policy, epsilon=epsilon if policy == "epsilon-greedy" else None,
         noop_max=EVAL_NOOP_MAX if atari else None,
-        repeat_action_probability=cfg.env.repeat_action_probability if atari else 0.0,
+        repeat_action_probability=cfg.env.repeat_action_probability if atari else sticky,
         max_episode_frames=cfg.env.max_episode_frames if atari else None,
     )
 

@@ -1,7 +1,8 @@
-"""Observation encoders shared by every learner: Nature CNN, NIPS CNN, and an MLP.
+"""Observation encoders shared by every learner: Nature CNN, NIPS CNN, MinAtar's net, an MLP.
 
 Pixel encoders take ``uint8`` frames and scale them to ``[0, 1]`` on whatever device they run on,
 so rollouts and replay batches travel host->device as bytes (4x less traffic than float32).
+MinAtar's observations are ``uint8`` 0/1 channels already, and its network takes them unscaled.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from typing import cast
 import torch
 from torch import nn
 
-ENCODERS = ("auto", "nature", "nips", "mlp")
+ENCODERS = ("auto", "nature", "nips", "minatar", "mlp")
+
+MIN_SIDE = {"nature": 36, "nips": 20, "minatar": 3}
+"""Smallest image side each conv stack takes (the last conv must still have one output pixel);
+``auto`` gives images too small for the learner's Atari network, MinAtar's 10x10, MinAtar's."""
 
 
 class PixelEncoder(nn.Module):
@@ -20,6 +25,9 @@ class PixelEncoder(nn.Module):
 
     ``nature`` (Mnih et al. 2015): conv 32 8x8/4, 64 4x4/2, 64 3x3/1, fc 512.
     ``nips`` (Mnih et al. 2013, PAAC's default): conv 16 8x8/4, 32 4x4/2, fc 256.
+    ``minatar`` (Young & Tian 2019, the network of all their agents): conv 16 3x3/1 (no padding),
+    fc 128. Its inputs are MinAtar's 0/1 object channels, used as they are: ``uint8`` input is
+    divided by 255 for the pixel stacks only.
     """
 
     def __init__(self, obs_shape: Sequence[int], arch: str = "nature") -> None:
@@ -32,8 +40,18 @@ class PixelEncoder(nn.Module):
         elif arch == "nips":
             convs = [nn.Conv2d(channels, 16, 8, 4), nn.ReLU(), nn.Conv2d(16, 32, 4, 2), nn.ReLU()]
             hidden = 256
+        elif arch == "minatar":
+            convs = [nn.Conv2d(channels, 16, 3, 1), nn.ReLU()]
+            hidden = 128
         else:
-            raise ValueError(f"unknown pixel encoder {arch!r}; use 'nature' or 'nips'")
+            raise ValueError(f"unknown pixel encoder {arch!r}; use 'nature', 'nips' or 'minatar'")
+        side = MIN_SIDE[arch]
+        if min(height, width) < side:
+            raise ValueError(
+                f"encoder {arch!r} needs images of at least {side}x{side}, got {height}x{width}; "
+                "use encoder 'minatar' (or 'auto') for small images"
+            )
+        self.scale_uint8 = arch != "minatar"
         self.convs = nn.Sequential(*convs, nn.Flatten())
         with torch.no_grad():
             flat = self.convs(torch.zeros(1, channels, height, width)).shape[1]
@@ -44,7 +62,7 @@ class PixelEncoder(nn.Module):
         # Cast to the weights' dtype (not float32) so float64 gradient checks run end to end.
         # fc[0] is the nn.Linear built in __init__ (indexing a Sequential is typed Module).
         x = obs.to(cast(nn.Linear, self.fc[0]).weight.dtype)
-        if obs.dtype == torch.uint8:
+        if obs.dtype == torch.uint8 and self.scale_uint8:
             x = x / 255.0
         return self.fc(self.convs(x))
 
@@ -67,15 +85,25 @@ class MLPEncoder(nn.Module):
         return self.body(obs.to(weight.dtype if weight is not None else torch.float32))
 
 
+def auto_encoder(obs_shape: Sequence[int], image_default: str = "nature") -> str:
+    """What ``auto`` picks for ``obs_shape``: the MLP for vectors; for images ``image_default``,
+    the learner's Atari network (Nature CNN for DQN, NIPS CNN for PAAC), unless they are too
+    small for it (``MIN_SIDE``), as MinAtar's 10x10 are: then MinAtar's network."""
+    if len(obs_shape) != 3:
+        return "mlp"
+    return "minatar" if min(obs_shape[1:]) < MIN_SIDE[image_default] else image_default
+
+
 def build_encoder(
-    obs_shape: Sequence[int], kind: str = "auto", mlp_hidden: Sequence[int] = (64, 64)
+    obs_shape: Sequence[int], kind: str = "auto", mlp_hidden: Sequence[int] = (64, 64),
+    *, image_default: str = "nature",
 ) -> PixelEncoder | MLPEncoder:
-    """Pick an encoder for ``obs_shape``: ``auto`` is Nature CNN for images, MLP for vectors."""
+    """Pick an encoder for ``obs_shape``; ``auto`` resolves through ``auto_encoder``."""
     if kind not in ENCODERS:
         raise ValueError(f"unknown encoder {kind!r}; use one of {', '.join(ENCODERS)}")
     is_image = len(obs_shape) == 3
     if kind == "auto":
-        kind = "nature" if is_image else "mlp"
+        kind = auto_encoder(obs_shape, image_default)
     if kind == "mlp":
         return MLPEncoder(obs_shape, mlp_hidden)
     if not is_image:

@@ -128,8 +128,9 @@ def paac_loss(
 class ActorCritic(nn.Module):
     """Shared encoder, softmax policy head and scalar value head (PAAC paper, Section 4).
 
-    ``encoder="nips"`` is the original's default (conv 16 8x8/4, conv 32 4x4/2, fc 256),
-    ``"nature"`` its option (32-64-64, fc 512), ``"mlp"`` for vector observations. Every layer
+    ``encoder="auto"`` picks the original's default for Atari images, ``"nips"`` (conv 16 8x8/4,
+    conv 32 4x4/2, fc 256), MinAtar's net for 10x10 images and ``"mlp"`` for vectors;
+    ``"nature"`` (32-64-64, fc 512) was the original's option. Every layer
     gets the Torch-style uniform init the original used: weights and biases ~ U(+-1/sqrt(fan_in)).
     """
 
@@ -137,11 +138,11 @@ class ActorCritic(nn.Module):
         self,
         obs_shape: Sequence[int],
         num_actions: int,
-        encoder: str = "nips",
+        encoder: str = "auto",
         mlp_hidden: Sequence[int] = (64, 64),
     ) -> None:
         super().__init__()
-        self.encoder = build_encoder(obs_shape, encoder, mlp_hidden)
+        self.encoder = build_encoder(obs_shape, encoder, mlp_hidden, image_default="nips")
         self.policy = nn.Linear(self.encoder.out_features, num_actions)
         self.value = nn.Linear(self.encoder.out_features, 1)
         apply_init(self, "torch_uniform")

@@ -94,10 +94,11 @@ def make_learner(cfg: Config, device: torch.device, logger: Logger,
 
 
 def check_env_id(env_id: str) -> None:
-    """Fail at start-up, as a config error, on an env id ``envs.make_env`` does not know."""
+    """Fail at start-up, as a config error, on an env id ``envs.make_env`` does not know or
+    cannot make (a MinAtar id without the ``minatar`` extra)."""
     try:
         envs.make_env(env_id).close()
-    except ValueError as exc:
+    except (ValueError, envs.MissingExtraError) as exc:
         raise ConfigError(f"env.id: {exc}") from None
 
 

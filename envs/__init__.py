@@ -1,11 +1,13 @@
 """Atari wrappers and environment factories (numpy, gymnasium, ale-py, opencv; never torch).
 
-Public API: ``make_atari``, ``make_env``, ``make_vector_env``, ``is_atari``, ``array_shape`` and the
-wrappers of ``envs.wrappers``. See DESIGN.md ("envs") for the contract.
+Public API: ``make_atari``, ``make_env``, ``make_vector_env``, ``is_atari``, ``array_shape``, the
+wrappers of ``envs.wrappers`` and MinAtar's (``envs.minatar``: ``make_minatar``, ``is_minatar``,
+``ChannelsFirst``, ``MissingExtraError``). See DESIGN.md ("envs") for the contract.
 """
 
 from envs.factory import make_atari, make_env
 from envs.guard import EnvGuard, array_shape, check_actions
+from envs.minatar import ChannelsFirst, MissingExtraError, is_minatar, make_minatar
 from envs.registry import is_atari
 from envs.vector import make_vector_env
 from envs.wrappers import (
@@ -20,6 +22,7 @@ from envs.wrappers import (
 )
 
 __all__ = [
+    "ChannelsFirst",
     "ClipReward",
     "EnvGuard",
     "EpisodicLife",
@@ -28,11 +31,14 @@ __all__ = [
     "FrameSkip",
     "FrameStack",
     "GrayscaleResize",
+    "MissingExtraError",
     "NoopReset",
     "array_shape",
     "check_actions",
     "is_atari",
+    "is_minatar",
     "make_atari",
     "make_env",
+    "make_minatar",
     "make_vector_env",
 ]

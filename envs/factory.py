@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 
 from envs.guard import EnvGuard
+from envs.minatar import is_minatar, make_minatar
 from envs.registry import canonical_atari_id, is_atari, not_atari_error, unknown_env_error
 from envs.wrappers import (
     ClipReward,
@@ -124,16 +125,20 @@ ATARI_OPTIONS = frozenset(
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """Atari ids go through ``make_atari(env_id, **kwargs)``; other registered ids are made as is.
+    """Atari ids go through ``make_atari(env_id, **kwargs)``, MinAtar ids (``MinAtar/Breakout-v0``
+    ...) through ``envs.minatar.make_minatar(env_id, **kwargs)``; other registered ids are made
+    as is.
 
-    For non-Atari ids, ``seed`` is applied like in ``make_atari``, the remaining kwargs go to
+    For other ids, ``seed`` is applied like in ``make_atari``, the remaining kwargs go to
     ``gymnasium.make`` and ``EnvGuard`` wraps the result; Atari-only options (``frame_stack``
-    ...) raise a ValueError.
-    Unknown ids raise a ValueError that suggests the closest known ids.
+    ...) raise a ValueError for every non-Atari id.
+    Unknown ids raise a ValueError that suggests the closest known ids; a MinAtar id without the
+    ``minatar`` package raises ``envs.minatar.MissingExtraError`` naming the extra to install.
     """
     if is_atari(env_id):
         return make_atari(env_id, **kwargs)
-    if env_id not in gym.registry:
+    minatar = is_minatar(env_id)
+    if not minatar and env_id not in gym.registry:
         raise unknown_env_error(env_id)
     misplaced = sorted(ATARI_OPTIONS & kwargs.keys())
     if misplaced:
@@ -141,6 +146,8 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
             f"option(s) {', '.join(misplaced)} apply only to Atari ids, not {env_id!r}; "
             "remove them for this env"
         )
+    if minatar:
+        return make_minatar(env_id, **kwargs)
     seed = kwargs.pop("seed", None)
     env = EnvGuard(gym.make(env_id, **kwargs))
     _seed(env, seed)

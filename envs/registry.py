@@ -8,6 +8,8 @@ from functools import lru_cache
 import ale_py
 import gymnasium as gym
 
+from envs.minatar import MINATAR_IDS
+
 gym.register_envs(ale_py)
 
 
@@ -64,9 +66,10 @@ def not_atari_error(env_id: str) -> ValueError:
 
 
 def unknown_env_error(env_id: str) -> ValueError:
-    """A ValueError naming the closest registered ids (and bare Atari game names)."""
+    """A ValueError naming the closest registered ids (and bare Atari game names, and the MinAtar
+    ids, registered only once a MinAtar env is made)."""
     bare_games = [spec_id[len("ALE/") : -len("-v5")] for spec_id in _v5_ids_by_game().values()]
-    known = [*gym.registry.keys(), *bare_games]
+    known = list(dict.fromkeys([*gym.registry.keys(), *bare_games, *MINATAR_IDS]))
     close = difflib.get_close_matches(env_id, known, n=5, cutoff=0.6)
     if not close:  # case slips ("pong-v5") are common; compare case-insensitively too
         lowered = {name.lower(): name for name in known}
@@ -74,5 +77,6 @@ def unknown_env_error(env_id: str) -> ValueError:
     hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "no close match"
     return ValueError(
         f"unknown env id {env_id!r}: {hint} (use a registered gymnasium id such as "
-        "'CartPole-v1', or an Atari game as 'ALE/Pong-v5', 'PongNoFrameskip-v4' or 'Pong')"
+        "'CartPole-v1', an Atari game as 'ALE/Pong-v5', 'PongNoFrameskip-v4' or 'Pong', or a "
+        "MinAtar game as 'MinAtar/Breakout-v0')"
     )
