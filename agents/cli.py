@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     from agents.runner import RunError
+    from rlkit.monitors import NonFiniteError
 
     try:
         if args.command == "train":
@@ -236,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         where = f" (rank {os.environ.get('RANK')})" if under_launcher() else ""
         print(f"rlkit: error{where}: {lines[0]}", file=sys.stderr)
+        return 1
+    except NonFiniteError as exc:  # the run summary above lists the NaN-guard events
+        print(f"rlkit: error: training stopped: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rlkit: interrupted", file=sys.stderr)
