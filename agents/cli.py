@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from agents.runner import RunError
     from envs import MissingExtraError
+    from rlkit.monitors import NonFiniteError
 
     try:
         if args.command == "train":
@@ -238,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         where = f" (rank {os.environ.get('RANK')})" if under_launcher() else ""
         print(f"rlkit: error{where}: {lines[0]}", file=sys.stderr)
+        return 1
+    except NonFiniteError as exc:  # the run summary above lists the NaN-guard events
+        print(f"rlkit: error: training stopped: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rlkit: interrupted", file=sys.stderr)

@@ -130,12 +130,25 @@ class OptimConfig:
     """rmsprop_tf: starting value of the squared-gradient average (TF1: 1; DeepMind's DQN: 0)."""
     max_grad_norm: float | None = None
     """Clip the global gradient norm to this value; null = no clipping."""
-    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
-    """How the learning rate moves from ``lr`` to ``lr_final`` over ``lr_decay_steps``."""
+    lr_schedule: Literal["constant", "linear", "cosine", "plateau"] = "constant"
+    """How the learning rate moves from ``lr`` to ``lr_final`` over ``lr_decay_steps``; or
+    ``plateau``: reduce on plateau, driven by the periodic evaluation's mean score (needs
+    ``train.eval_every`` > 0): after more than ``lr_plateau_patience`` evaluations in a row that
+    do not beat the best score, multiply the rate by ``lr_plateau_factor``, never below
+    ``lr_final``. Its state (rate, best score, count) is checkpointed, so resume is exact."""
     lr_final: float = 0.0
-    """Learning rate at the end of the schedule (ignored by ``constant``)."""
+    """Learning rate at the end of the schedule (ignored by ``constant``); ``plateau``'s floor."""
+    lr_plateau_factor: float = 0.5
+    """``plateau``: factor applied to the rate at each reduction, in (0, 1)."""
+    lr_plateau_patience: int = 3
+    """``plateau``: non-improving evaluations tolerated; the next one reduces the rate."""
     lr_decay_steps: int | None = None
     """Agent steps (summed over envs) of the LR schedule; null = the whole run (train.steps)."""
+    nan_skips: int = 0
+    """NaN guard: 0 = stop training at the first non-finite loss, gradient or parameter; k > 0 =
+    skip an update whose loss or gradient is non-finite (no optimizer step) and stop only after
+    more than k in a row. Skipping reads one flag back per update (free on the CPU, a device
+    sync per update on a GPU). Every event is listed in the run's summary."""
 
     def optimizer_config(self) -> Any:
         """This section as the training core's ``rlkit.optim.OptimizerConfig``."""
@@ -150,8 +163,11 @@ class OptimConfig:
         ``updates`` is how many optimizer updates the learner makes over ``lr_decay_steps`` agent
         steps (each learner knows its own steps-per-update ratio).
         """
-        from rlkit.schedules import Constant, Cosine, Linear
+        from rlkit.schedules import Constant, Cosine, Linear, ReduceOnPlateau
 
+        if self.lr_schedule == "plateau":
+            return ReduceOnPlateau(self.lr, self.lr_plateau_factor, self.lr_plateau_patience,
+                                   min_value=0.0, mode="max", floor=self.lr_final)
         updates = max(1, int(updates))
         if self.lr_schedule == "linear":
             return Linear(self.lr, self.lr_final, updates)
@@ -167,6 +183,17 @@ class OptimConfig:
             problems.append(f"optim.max_grad_norm must be > 0 or null, got {self.max_grad_norm}")
         if self.lr_decay_steps is not None and self.lr_decay_steps < 1:
             problems.append(f"optim.lr_decay_steps must be >= 1 or null, got {self.lr_decay_steps}")
+        if not 0.0 < self.lr_plateau_factor < 1.0:
+            problems.append(f"optim.lr_plateau_factor must be in (0, 1), e.g. 0.5, got "
+                            f"{self.lr_plateau_factor}")
+        if self.lr_plateau_patience < 0:
+            problems.append(f"optim.lr_plateau_patience must be >= 0, got "
+                            f"{self.lr_plateau_patience}")
+        if self.lr_schedule == "plateau" and not 0.0 <= self.lr_final <= self.lr:
+            problems.append(f"optim.lr_final is plateau's floor and must be in [0, optim.lr], "
+                            f"got {self.lr_final}")
+        if self.nan_skips < 0:
+            problems.append(f"optim.nan_skips must be >= 0, got {self.nan_skips}")
         return problems
 
 
@@ -213,6 +240,13 @@ class TrainConfig:
     475 over 100 episodes) with a margin, so that the stopped policy also scores 475 on other
     games, not just half the time. 0 = no confirmation: periodic means alone choose
     ``best.pt`` and stop training, as cheap as it is optimistic."""
+    eval_ema: float | None = None
+    """Evaluate an exponential moving average of the weights (Polyak averaging) with this decay,
+    e.g. 0.999; null = evaluate the trained weights. The average is updated after every
+    optimizer step (with warm-up: decay ``min(eval_ema, (1 + n) / (10 + n))`` after n updates)
+    and plays every periodic evaluation and confirmation; checkpoints hold it next to the
+    trained weights, and ``rlkit evaluate`` / ``rlkit export`` use it. Training (acting,
+    targets, updates) always uses the trained weights."""
     progress: bool = True
     """Show a tqdm progress bar (steps, SPS, recent game score, ETA)."""
     expectation: str | None = None
@@ -242,6 +276,9 @@ class TrainConfig:
             problems.append(f"train.threads must be >= 1 or null, got {self.threads}")
         if not 0.0 <= self.eval_epsilon <= 1.0:
             problems.append(f"train.eval_epsilon must be in [0, 1], got {self.eval_epsilon}")
+        if self.eval_ema is not None and not 0.0 < self.eval_ema < 1.0:
+            problems.append(f"train.eval_ema must be in (0, 1), e.g. 0.999, or null, got "
+                            f"{self.eval_ema}")
         seed = seed_problem(self.seed, "train.seed")
         if seed is not None:
             problems.append(seed)
@@ -442,6 +479,9 @@ def config_from_dict(raw: Any) -> Config:
     cfg = Config(agent=_build(ALGO_CONFIGS[algo], agent_raw, "agent"), **sections)
     problems = [p for part in (cfg.env, cfg.agent, cfg.optim, cfg.train, cfg.checkpoint)
                 for p in part.validate()]
+    if cfg.optim.lr_schedule == "plateau" and cfg.train.eval_every < 1:
+        problems.append("optim.lr_schedule=plateau is driven by periodic evaluations; set "
+                        "train.eval_every > 0")
     if problems:
         raise ConfigError(problems[0])
     return cfg
@@ -503,7 +543,7 @@ def change_budget(cfg: Config, steps: int) -> list[str]:
     such horizon in use is pinned to the old budget first; returns the keys pinned.
     """
     pinned = []
-    if cfg.optim.lr_schedule != "constant" and cfg.optim.lr_decay_steps is None:
+    if cfg.optim.lr_schedule in ("linear", "cosine") and cfg.optim.lr_decay_steps is None:
         cfg.optim.lr_decay_steps = cfg.train.steps
         pinned.append("optim.lr_decay_steps")
     if getattr(cfg.agent, "prioritized", False) and cfg.agent.per_beta_steps is None:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from agents.algo_configs import DQNConfig
 from agents.environments import capture_env_stream, make_train_envs, resume_env_stream
 from agents.episodes import Episode, EpisodeTracker
+from agents.learner import acting_weights
 from agents.networks import build_encoder
 from envs import array_shape, is_atari
 from rlkit.distributed import DistributedContext
@@ -167,9 +168,10 @@ class DQNPolicy:
 def build_policy(cfg: Config, learner_state: dict[str, Any], observation_space: gym.Space,
                  action_space: gym.Space, device: torch.device, *, seed: int | None = None
                  ) -> DQNPolicy:
-    """The evaluation policy of a checkpoint: only the online Q-network is built and loaded."""
+    """The evaluation policy of a checkpoint: only the online Q-network is built and loaded
+    (with the EMA of its weights when the run kept one, ``train.eval_ema``)."""
     q_net = _q_network(cfg.agent, observation_space, action_space).to(device)
-    q_net.load_state_dict(learner_state["q"])
+    q_net.load_state_dict(acting_weights(learner_state, "q"))
     return DQNPolicy(q_net, _discrete_actions(action_space), device, seed)
 
 
@@ -228,7 +230,10 @@ class DQNLearner:
             monitor_every=max(1, updates_per_log),
             logger=logger.with_x_axis(lambda: self.env_steps),  # one x-axis: agent steps
             grad_sync=self.dist.average_gradients if self.dist.is_distributed else None,
+            max_nan_skips=cfg.optim.nan_skips, ema_decay=cfg.train.eval_ema,
         )
+        # Evaluation plays the EMA of the weights when train.eval_ema is set (never training).
+        self.acting_net = self.q if self.update.ema is None else self.update.ema.module
 
         obs_shape = array_shape(obs_space, "observation")
         pixel_stack = is_atari(cfg.env.id) and len(obs_shape) == 3
@@ -368,9 +373,10 @@ class DQNLearner:
         return self.tracker.pop()
 
     def act(self, obs: np.ndarray, *, greedy: bool = False, epsilon: float = 0.0) -> np.ndarray:
-        """Evaluation actions (own generator, so evaluation never shifts training randomness)."""
-        return epsilon_greedy(self.q, np.asarray(obs), 0.0 if greedy else epsilon, self.eval_rng,
-                              self.n_actions, self.device)
+        """Evaluation actions (own generator, so evaluation never shifts training randomness),
+        from the EMA of the weights with ``train.eval_ema``."""
+        return epsilon_greedy(self.acting_net, np.asarray(obs), 0.0 if greedy else epsilon,
+                              self.eval_rng, self.n_actions, self.device)
 
     def state_dict(self, *, include_replay: bool = True) -> dict[str, Any]:
         return {

@@ -18,11 +18,24 @@ if TYPE_CHECKING:
     from agents.config import Config
     from rlkit.distributed import DistributedContext
     from rlkit.logger import Logger
+    from rlkit.update import UpdateStep
+
+
+def acting_weights(learner_state: dict[str, Any], key: str) -> dict[str, Any]:
+    """The weights a checkpoint's policy plays with: the EMA of the trained weights when the run
+    kept one (``train.eval_ema``; stored in the update state), else the trained ``key`` ones."""
+    ema = (learner_state.get("update") or {}).get("ema")
+    return ema["module"] if ema is not None else learner_state[key]
 
 
 class Learner(Protocol):
     env_steps: int
     """Environment steps taken so far, summed over all envs (the unit of ``--steps``)."""
+    update: UpdateStep
+    acting_net: torch.nn.Module
+    """The network evaluations play: the EMA copy with ``train.eval_ema``, else the trained one."""
+    """The learner's optimizer step: its ``diagnostics`` feed the run summary, its
+    ``observe_score`` a reduce-on-plateau LR schedule."""
 
     def train_iteration(self) -> dict[str, float]:
         """Collect experience and update (if due). Returns scalars to log: empty except when

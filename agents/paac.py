@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from agents.algo_configs import PAACConfig
 from agents.environments import capture_env_stream, make_train_envs, resume_env_stream
 from agents.episodes import Episode, EpisodeTracker
+from agents.learner import acting_weights
 from agents.networks import build_encoder
 from envs import array_shape
 from rlkit.distributed import DistributedContext
@@ -247,9 +248,10 @@ def _network(agent: PAACConfig, obs_space: gym.Space, action_space: gym.Space) -
 def build_policy(cfg: Config, learner_state: dict[str, Any], observation_space: gym.Space,
                  action_space: gym.Space, device: torch.device, *, seed: int | None = None
                  ) -> PAACPolicy:
-    """The evaluation policy of a checkpoint: only the actor-critic network is built and loaded."""
+    """The evaluation policy of a checkpoint: only the actor-critic network is built and loaded
+    (with the EMA of its weights when the run kept one, ``train.eval_ema``)."""
     net = _network(cfg.agent, observation_space, action_space).to(device)
-    net.load_state_dict(learner_state["net"])
+    net.load_state_dict(acting_weights(learner_state, "net"))
     return PAACPolicy(net, device, seed)
 
 
@@ -301,7 +303,10 @@ class PAACLearner:
             monitor_every=max(1, cfg.train.log_every // steps_per_update),
             logger=logger.with_x_axis(lambda: self.env_steps),  # one x-axis: agent steps
             grad_sync=self.dist.average_gradients if self.dist.is_distributed else None,
+            max_nan_skips=cfg.optim.nan_skips, ema_decay=cfg.train.eval_ema,
         )
+        # Evaluation plays the EMA of the weights when train.eval_ema is set (never training).
+        self.acting_net = self.net if self.update.ema is None else self.update.ema.module
         # Own generators: resume restores them exactly, and evaluation never shifts training.
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
@@ -409,10 +414,11 @@ class PAACLearner:
         """Evaluation actions: sampled from the policy, or its argmax if ``greedy``.
 
         ``epsilon`` is ignored (see :class:`PAACPolicy`); sampling uses the learner's evaluation
-        generator, so periodic evaluation does not change the training run.
+        generator, so periodic evaluation does not change the training run. With
+        ``train.eval_ema`` the EMA of the weights plays.
         """
         del epsilon
-        logits, _ = self.net(self._to_device(obs))
+        logits, _ = self.acting_net(self._to_device(obs))
         actions = logits.argmax(-1) if greedy else sample_actions(logits, self.eval_generator)
         return actions.cpu().numpy()
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from agents import dqn, paac
+from agents.learner import acting_weights
 
 if TYPE_CHECKING:
     from agents.config import Config
@@ -51,7 +52,9 @@ ACTING_STATE_KEYS = {
     "double_dqn": ("q",),
     "paac": ("net",),
 }
-"""The entries of a checkpoint's ``learner`` state that each algorithm's ``build_policy`` reads."""
+"""The entries of a checkpoint's ``learner`` state that each algorithm's ``build_policy`` reads
+(a run with ``train.eval_ema`` keeps the EMA weights in ``learner["update"]["ema"]``, and
+``build_policy`` reads those instead: ``agents.learner.acting_weights``)."""
 
 
 def build_policy(cfg: Config, learner_state: dict[str, Any], observation_space: gym.Space,
@@ -67,7 +70,8 @@ def policy_only(checkpoint: dict[str, Any]) -> dict[str, Any]:
     acting network's weights (no optimizer, target network, replay or env state).
 
     The result loads wherever a checkpoint is evaluated (``rlkit evaluate FILE --video``); it is
-    a few MB for the Atari networks, small enough to commit. It cannot be resumed.
+    a few MB for the Atari networks, small enough to commit. It cannot be resumed. A run with
+    ``train.eval_ema`` exports the EMA weights (what its evaluations played) as the network.
     """
     algo = checkpoint["config"]["agent"]["algo"]
     learner = checkpoint["learner"]
@@ -75,6 +79,6 @@ def policy_only(checkpoint: dict[str, Any]) -> dict[str, Any]:
         "format": checkpoint["format"],
         "config": checkpoint["config"],
         "policy_only": True,
-        "learner": {key: learner[key] for key in ACTING_STATE_KEYS[algo]}
+        "learner": {key: acting_weights(learner, key) for key in ACTING_STATE_KEYS[algo]}
         | {"env_steps": learner.get("env_steps")},
     }

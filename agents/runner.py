@@ -13,6 +13,12 @@ score is confirmed on fresh games (``confirm/*``). The best confirmed mean choos
 training stops once a confirmation's mean less three standard errors reaches the target
 (``confirm/lower_bound``). Neither rests on a lucky handful of games. Evaluations play their
 own envs with the learner's evaluation generator: training's random streams never move.
+With ``train.eval_ema`` every evaluation and confirmation plays the EMA of the weights, so
+``best.pt`` is the best EMA; ``last.pt`` and ``best.pt`` each hold both the trained weights
+(what ``--resume`` continues) and the EMA (``learner["update"]["ema"]``, what ``rlkit evaluate``
+and ``rlkit export`` play). ``optim.lr_schedule: plateau`` is fed each periodic evaluation's mean.
+When training ends (budget, target, signal or a NaN stop) ``summarize`` prints the in-run
+monitors' per-layer summary and logs it as TensorBoard text.
 
 ``--resume RUN_DIR`` continues the run exactly where ``last.pt`` left it: step counters,
 schedules, optimizer, every RNG, the replay buffer when it was saved (without it the resume says
@@ -38,7 +44,6 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -266,6 +271,29 @@ class Runner:
 
     # ------------------------------------------------------------------ main loop
 
+    def summarize(self, pointer: CheckPointer | None = None) -> list[str]:
+        """The end-of-run summary of the in-run monitors (``rlkit.monitors.RunDiagnostics``):
+        printed, written to TensorBoard's text tab (``diagnostics/summary``) and returned. Flagged
+        problems add one line, and ``pointer`` the pointer to ``rlkit check`` if not yet shown."""
+        update = self.learner.update
+        diag = update.diagnostics
+        lines = [f"rlkit: run summary after {update.updates} updates (in-run monitors, every "
+                 f"{update.monitor_every} updates):"] + [f"  {line}" for line in diag.lines()]
+        problems = diag.problems()
+        if problems:
+            lines.append(f"rlkit: flagged: {'; '.join(problems)}")
+        if update.ema is not None:
+            lines.append(f"rlkit: evaluations played the EMA of the weights (train.eval_ema="
+                         f"{self.cfg.train.eval_ema:g}, {update.ema.updates} updates averaged)")
+        if self.cfg.optim.lr_schedule == "plateau":
+            lines.append(f"rlkit: reduce-on-plateau LR: {update.lr:.3g} after "
+                         f"{getattr(update.lr_schedule, 'reductions', 0)} reduction(s)")
+        print("\n".join(lines))
+        self.logger.text("diagnostics/summary", diag.markdown(), self.learner.env_steps)
+        if problems and pointer is not None:
+            pointer.point()
+        return lines
+
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._stop_signal = signum
 
@@ -281,7 +309,7 @@ class Runner:
         total = cfg.train.steps
         handlers = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGINT, signal.SIGTERM)}
-        restore_warnings = point_to_check(self.run_dir / "config.yaml", self.dist.is_main)
+        pointer = CheckPointer(self.run_dir / "config.yaml", self.dist.is_main)
         if cfg.train.expectation and self.dist.is_main:
             print(f"rlkit: expect: {cfg.train.expectation}", file=sys.stderr)
         bar = tqdm(total=total, initial=min(learner.env_steps, total), unit="step",
@@ -304,8 +332,11 @@ class Runner:
                     sps_clock, sps_steps = now, step
                 if cfg.train.eval_every and step >= state.next_eval:
                     state.next_eval += cfg.train.eval_every
-                    if self.dist.is_main:  # the other ranks wait at their next all-reduce
-                        self.evaluate()
+                    score = self.evaluate() if self.dist.is_main else None
+                    # The other ranks wait at their next all-reduce, or here for the score
+                    # that a reduce-on-plateau LR schedule needs on every rank.
+                    if cfg.optim.lr_schedule == "plateau":
+                        learner.update.observe_score(self.dist.broadcast_object(score))
                 if cfg.checkpoint.every and step >= state.next_checkpoint:
                     state.next_checkpoint += cfg.checkpoint.every
                     state.elapsed = time.perf_counter() - start
@@ -322,7 +353,9 @@ class Runner:
             path = self.checkpoint()
         finally:
             bar.close()
-            restore_warnings()
+            if self.dist.is_main:
+                self.summarize(pointer)
+            pointer.restore()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             self.logger.close()
@@ -341,31 +374,37 @@ class Runner:
         return code
 
 
-def point_to_check(config: Path, enabled: bool = True) -> Callable[[], None]:
-    """After the in-run monitor's first update/weight-ratio warning, print one line naming
-    ``rlkit check``, which measures the same ratios per layer (and the gradients and dead units)
-    before a run and says what to change. Returns the function that undoes this."""
-    original = warnings.showwarning
-    if not enabled:
-        return lambda: None
-    pointed = False
+def check_pointer(config: Path) -> str:
+    """The one line that points from a flagged run to ``rlkit check``."""
+    return (f"rlkit: to diagnose it before a run: rlkit check {config} (the update/weight "
+            "ratio per layer, gradients, dead units, what to change)")
 
-    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        nonlocal pointed
-        original(message, category, *args, **kwargs)
-        if issubclass(category, UpdateRatioWarning) and not pointed:
-            pointed = True
-            print(
-                f"rlkit: to diagnose it before a run: rlkit check {config} (the update/weight "
-                "ratio per layer, gradients, dead units, what to change)",
-                file=sys.stderr,
-            )
 
-    def restore() -> None:
-        warnings.showwarning = original
+class CheckPointer:
+    """Prints ``check_pointer`` once per run: after the in-run monitor's first update/weight-ratio
+    warning, or (``point``) when the end-of-run summary flags a problem and no warning did.
+    ``restore()`` puts the original warning display back."""
 
-    warnings.showwarning = show
-    return restore
+    def __init__(self, config: Path, enabled: bool = True) -> None:
+        self.config, self.enabled, self.pointed = config, enabled, False
+        self._original = warnings.showwarning
+        if enabled:
+            warnings.showwarning = self._show
+
+    def _show(self, message: Warning | str, category: type[Warning], *args: Any,
+              **kwargs: Any) -> None:
+        self._original(message, category, *args, **kwargs)
+        if issubclass(category, UpdateRatioWarning):
+            self.point()
+
+    def point(self) -> None:
+        if self.enabled and not self.pointed:
+            self.pointed = True
+            print(check_pointer(self.config), file=sys.stderr)
+
+    def restore(self) -> None:
+        if self.enabled:
+            warnings.showwarning = self._original
 
 
 def default_run_dir(config_path: str | Path) -> Path:

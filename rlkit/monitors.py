@@ -23,7 +23,16 @@ TARGET_UPDATE_RATIO = 1e-3
 
 
 class NonFiniteError(RuntimeError):
-    """A loss, gradient or parameter became NaN or infinite."""
+    """A loss, gradient or parameter became NaN or infinite.
+
+    ``what`` names it (``"loss"``, ``"gradient in '0.weight'"``) and ``update`` is the update
+    at which it was found, for ``RunDiagnostics``' list of NaN-guard events.
+    """
+
+    def __init__(self, message: str, *, what: str = "value", update: int | None = None) -> None:
+        super().__init__(message)
+        self.what = what
+        self.update = update
 
 
 class UpdateRatioWarning(RuntimeWarning):
@@ -68,7 +77,8 @@ class NaNGuard:
         bad = ~torch.isfinite(loss.detach()).all()
         if loss.device.type == "cpu" and self.immediate_on_cpu:
             if bool(bad):
-                raise NonFiniteError(f"loss is {loss.item()} at update {step}; {self._advice()}")
+                raise NonFiniteError(f"loss is {loss.item()} at update {step}; {self._advice()}",
+                                     what="loss", update=step)
             return
         if self._first_bad is None or self._first_bad.device != loss.device:
             self._first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
@@ -79,7 +89,8 @@ class NaNGuard:
         if self._first_bad is not None:
             first = int(self._first_bad)
             if first >= 0:
-                raise NonFiniteError(f"loss became non-finite at update {first}; {self._advice()}")
+                raise NonFiniteError(f"loss became non-finite at update {first}; {self._advice()}",
+                                     what="loss", update=first)
 
     def check_tensors(self, named: NamedTensors, step: int, kind: str = "tensor") -> None:
         """Raise naming the first tensor with a NaN/Inf element (one host sync for all)."""
@@ -91,7 +102,8 @@ class NaNGuard:
         if not bool(finite.all()):
             name = names[int((~finite).nonzero()[0, 0])]
             raise NonFiniteError(
-                f"non-finite {kind} in {name!r} at update {step}; {self._advice()}"
+                f"non-finite {kind} in {name!r} at update {step}; {self._advice()}",
+                what=f"{kind} in {name!r}", update=step,
             )
 
 
@@ -237,3 +249,110 @@ def filter_image(conv_weight: torch.Tensor, pad: int = 1) -> torch.Tensor:
         top, left = pad + r * (kh + pad), pad + c * (kw + pad)
         img[:, top : top + kh, left : left + kw] = tile
     return img
+
+
+DEAD_UNITS_FLAG = 0.6
+"""A layer whose latest dead-unit fraction reaches this is flagged in the run summary (the same
+bound ``rlkit check`` warns at for units killed by updates)."""
+
+
+class RunDiagnostics:
+    """What the in-run monitors saw over a whole run, per layer, for the end-of-run summary.
+
+    ``UpdateStep`` feeds it the values its monitors already compute on monitor updates
+    (``UpdateRatioMonitor.measure``, ``ActivationMonitor.stats``) and every NaN-guard event, so
+    nothing is measured twice. It keeps, per weight tensor, the min..max update/weight ratio;
+    per ReLU-like activation, the latest and the largest dead-unit fraction; and the NaN-guard
+    events (their count, and the first ``MAX_EVENTS`` with the update, what was non-finite and
+    what the guard did). ``state_dict`` makes the summary of a resumed run cover the whole run.
+    """
+
+    MAX_EVENTS = 20
+
+    def __init__(self, target: float = TARGET_UPDATE_RATIO) -> None:
+        self.target = target
+        self.ratio_range: dict[str, list[float]] = {}
+        """Weight tensor name -> ``[min, max]`` update/weight ratio over the monitor updates."""
+        self.dead: dict[str, list[float]] = {}
+        """Activation module name -> ``[latest, max]`` dead-unit fraction."""
+        self.nan_count = 0
+        self.nan_events: list[dict[str, Any]] = []
+        """The first ``MAX_EVENTS`` NaN-guard events: ``{"update", "what", "action"}``."""
+
+    def observe_ratios(self, ratios: dict[str, float]) -> None:
+        for name, r in ratios.items():
+            if not math.isfinite(r):
+                continue
+            lo_hi = self.ratio_range.setdefault(name, [r, r])
+            lo_hi[0], lo_hi[1] = min(lo_hi[0], r), max(lo_hi[1], r)
+
+    def observe_activations(self, stats: dict[str, float]) -> None:
+        for key, value in stats.items():
+            module, _, stat = key.rpartition("/")
+            if stat != "dead":
+                continue
+            latest_max = self.dead.setdefault(module, [value, value])
+            latest_max[0], latest_max[1] = value, max(latest_max[1], value)
+
+    def record_nan(self, update: int, what: str, action: str) -> None:
+        """One NaN-guard event: at ``update``, ``what`` was non-finite; ``action`` is what the
+        guard did (``"skipped the update"``, ``"stopped training"``)."""
+        self.nan_count += 1
+        if len(self.nan_events) < self.MAX_EVENTS:
+            self.nan_events.append({"update": int(update), "what": what, "action": action})
+
+    def problems(self) -> list[str]:
+        """What the summary flags: ratios more than 10x off the rule (what the in-run monitor
+        warns about), layers at least ``DEAD_UNITS_FLAG`` dead now, and any NaN-guard event."""
+        out = []
+        lo, hi = self.target / 10, self.target * 10
+        off = [n for n, (a, b) in self.ratio_range.items() if a < lo or b > hi]
+        if off:
+            out.append(f"update/weight ratio outside {lo:g}..{hi:g} in {', '.join(off)}")
+        dead = [n for n, (latest, _) in self.dead.items() if latest >= DEAD_UNITS_FLAG]
+        if dead:
+            out.append(f"at least {DEAD_UNITS_FLAG:.0%} dead units in {', '.join(dead)}")
+        if self.nan_count:
+            out.append(f"{self.nan_count} NaN-guard event(s)")
+        return out
+
+    def _nan_lines(self) -> list[str]:
+        if not self.nan_count:
+            return ["NaN guard: no events"]
+        lines = [f"NaN guard: {self.nan_count} event(s)"]
+        lines += [f"  update {e['update']}: non-finite {e['what']}, {e['action']}"
+                  for e in self.nan_events]
+        if self.nan_count > len(self.nan_events):
+            lines.append(f"  ... and {self.nan_count - len(self.nan_events)} more")
+        return lines
+
+    def lines(self) -> list[str]:
+        """The summary as plain-text lines (a header line, then one line per layer)."""
+        out = [f"update/weight ratio per weight tensor, min..max over the run (rule: "
+               f"~{self.target:.0e}):"]
+        out += [f"  {n}: {a:.1e}..{b:.1e}" for n, (a, b) in self.ratio_range.items()] or \
+            ["  (no monitor update yet)"]
+        out.append("dead units per activation, latest (max over the run):")
+        out += [f"  {n}: {latest:.0%} ({peak:.0%})" for n, (latest, peak) in self.dead.items()] \
+            or ["  (no ReLU-like layer measured)"]
+        return out + self._nan_lines()
+
+    def markdown(self) -> str:
+        """The same summary as Markdown tables, for TensorBoard's text tab."""
+        rows = ["| weight tensor | ratio min | ratio max |", "|---|---|---|"]
+        rows += [f"| {n} | {a:.2e} | {b:.2e} |" for n, (a, b) in self.ratio_range.items()]
+        rows += ["", "| activation | dead (latest) | dead (max) |", "|---|---|---|"]
+        rows += [f"| {n} | {latest:.1%} | {peak:.1%} |" for n, (latest, peak) in self.dead.items()]
+        rows += [""] + [f"    {line}" for line in self._nan_lines()]
+        return "\n".join(rows)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ratio_range": {n: list(v) for n, v in self.ratio_range.items()},
+                "dead": {n: list(v) for n, v in self.dead.items()},
+                "nan_count": self.nan_count, "nan_events": [dict(e) for e in self.nan_events]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ratio_range = {n: list(v) for n, v in state["ratio_range"].items()}
+        self.dead = {n: list(v) for n, v in state["dead"].items()}
+        self.nan_count = int(state["nan_count"])
+        self.nan_events = [dict(e) for e in state["nan_events"]]

@@ -174,6 +174,8 @@ class ReduceOnPlateau(Schedule):
     non-improving observations tolerated: the ``patience + 1``-th one triggers a reduction.
     An observation improves when it beats the best so far by more than ``threshold`` (relative).
     ``mode="min"`` for losses, ``"max"`` for accuracies. ``value(step)`` ignores the step.
+    ``floor`` is the smallest value a reduction goes to (0: no floor); a value held at the
+    floor is not reduced again, so a long run's rate does not vanish.
     """
 
     def __init__(
@@ -185,6 +187,7 @@ class ReduceOnPlateau(Schedule):
         *,
         mode: str = "min",
         threshold: float = 1e-4,
+        floor: float = 0.0,
     ) -> None:
         if not 0 < factor < 1:
             raise ValueError(f"ReduceOnPlateau factor must be in (0, 1) (0.2-0.5), got {factor}")
@@ -192,6 +195,9 @@ class ReduceOnPlateau(Schedule):
             raise ValueError(f"ReduceOnPlateau patience must be >= 0, got {patience}")
         self.initial, self.factor, self.patience = float(initial), float(factor), int(patience)
         self.min_value = float(min_value)
+        if not 0.0 <= floor <= initial:
+            raise ValueError(f"ReduceOnPlateau floor must be in [0, initial], got {floor}")
+        self.floor = float(floor)
         self.tracker = BestTracker(mode, threshold, relative=True)
         self.current = self.initial
         self.reductions = 0
@@ -203,8 +209,9 @@ class ReduceOnPlateau(Schedule):
     def observe(self, metric: float) -> bool:
         """Record one validation metric; returns whether training should stop."""
         if not self.tracker.observe(metric) and self.tracker.bad > self.patience:
-            self.current *= self.factor
-            self.reductions += 1
+            if self.current > self.floor:
+                self.current = max(self.current * self.factor, self.floor)
+                self.reductions += 1
             self.tracker.bad = 0
         return self.should_stop
 
