@@ -1,4 +1,4 @@
-"""Published Atari scores that learning curves are drawn against, each with its source.
+"""Published Atari and MinAtar scores that learning curves are drawn against, with sources.
 
 Every number is a final evaluation score from a paper's table (a horizontal line on a plot, not a
 curve), quoted with the training budget that produced it so a reader can tell how far along the
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from envs.atari_scores import RANDOM_AND_HUMAN, game_name
+from envs.minatar import is_minatar
 from envs.registry import ale_game, is_atari
 
 NATURE_DQN = (
@@ -18,6 +19,10 @@ NATURE_DQN = (
 )
 RL_ZOO3 = "rl-baselines3-zoo (Raffin et al.), benchmark table, 10M agent steps"
 CLEANRL = "CleanRL (Huang et al. 2022), dqn_atari.py benchmark, 10M agent steps"
+MINATAR = (
+    "Young & Tian 2019, 'MinAtar: An Atari-Inspired Testbed for Thorough and Reproducible "
+    "Reinforcement Learning Experiments', learning curves (30 runs, v0 actions), read at 5M frames"
+)
 
 
 @dataclass(frozen=True)
@@ -44,11 +49,31 @@ REFERENCES: dict[str, tuple[Reference, ...]] = {
 }
 """ALE ROM name (``envs.registry.ale_game``) -> its published agents' scores."""
 
+MINATAR_REFERENCES: dict[str, tuple[float, float]] = {
+    "Breakout": (10.0, 17.5),
+    "Freeway": (50.0, 47.0),
+    "SpaceInvaders": (43.0, 185.0),
+    "Asterix": (17.0, 20.0),
+    "Seaquest": (20.0, 15.0),
+}
+"""MinAtar game -> (DQN, AC(lambda=0.8)) scores at 5M frames, read off the paper's curves (~)."""
+
+
+def _minatar_game(env_id: str) -> str:
+    """``MinAtar/SpaceInvaders-v0`` -> ``SpaceInvaders``."""
+    return env_id.split("/", 1)[-1].split("-v", 1)[0]
+
 
 def references_for(env_id: str) -> tuple[Reference, ...]:
     """The published scores for ``env_id``'s game (any Atari id spelling); empty if none.
 
     The human line of every game in the Nature DQN table comes from ``envs.atari_scores``."""
+    if is_minatar(env_id) and _minatar_game(env_id) in MINATAR_REFERENCES:
+        dqn, actor_critic = MINATAR_REFERENCES[_minatar_game(env_id)]
+        return (
+            Reference("DQN, MinAtar paper", dqn, MINATAR, "5M frames"),
+            Reference("AC(0.8), MinAtar paper", actor_critic, MINATAR, "5M frames"),
+        )
     if not is_atari(env_id):
         return ()
     human = []

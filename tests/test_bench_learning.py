@@ -163,6 +163,12 @@ def test_frame_budget_is_converted_with_the_frame_skip() -> None:
     assert [r.score for r in bench_learning.references_for(pong.env_id)] == [9.3, 18.9, 20.25, 17.3]
     cartpole = bench_learning.make_bench(parse([CARTPOLE, "--frames", "2.5k", "--out", "x"]))
     assert (cartpole.steps, cartpole.frames_per_step) == (2500, 1)
+    minatar = bench_learning.make_bench(
+        parse([str(ROOT / "configs" / "minatar_paac.yaml"), "--frames", "5M", "--out", "x"])
+    )
+    assert (minatar.steps, minatar.frames_per_step) == (5_000_000, 1)  # MinAtar has no frame skip
+    # The MinAtar paper's DQN and AC(0.8) at 5M frames, for the curves.
+    assert [r.score for r in bench_learning.references_for(minatar.env_id)] == [10.0, 17.5]
 
 
 def _one_error_line(err: str, expected: str) -> None:
