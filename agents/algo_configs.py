@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from rlkit.replay import ProportionalSampler, Sampler, UniformSampler
+
 
 @dataclass
 class DQNConfig:
@@ -71,6 +73,14 @@ class DQNConfig:
     """Agent steps of the linear beta annealing; null = the whole run (``train.steps``)."""
     per_eps: float = 1e-6
     """Added to |TD error| so that no transition has zero priority."""
+
+    def replay_sampler(self, seed: int | None) -> Sampler:
+        """How replay batches are drawn: proportional prioritisation with ``prioritized``, else
+        uniformly; ``per_beta_start`` is the default exponent (the learner anneals it)."""
+        if self.prioritized:
+            return ProportionalSampler(alpha=self.per_alpha, beta=self.per_beta_start,
+                                       eps=self.per_eps, seed=seed)
+        return UniformSampler(seed)
 
     @property
     def double(self) -> bool:

@@ -26,7 +26,7 @@ from rlkit.distributed import DistributedContext
 from rlkit.grads import batch_mean
 from rlkit.logger import Logger
 from rlkit.optim import build_optimizer
-from rlkit.replay import PrioritizedReplayBuffer, ReplayBuffer
+from rlkit.replay import ReplayBuffer
 from rlkit.schedules import Linear
 from rlkit.update import UpdateStep
 
@@ -176,14 +176,14 @@ def build_policy(cfg: Config, learner_state: dict[str, Any], observation_space: 
 
 
 class _DeviceBatch(TypedDict):
-    """A replay batch on the learner's device; ``weights`` only with prioritized replay."""
+    """A replay batch on the learner's device (``weights``: importance weights, 1 if uniform)."""
 
     obs: Tensor
     next_obs: Tensor
     actions: Tensor
     rewards: Tensor
     discounts: Tensor
-    weights: Tensor | None
+    weights: Tensor
 
 
 class DQNLearner:
@@ -237,21 +237,17 @@ class DQNLearner:
 
         obs_shape = array_shape(obs_space, "observation")
         pixel_stack = is_atari(cfg.env.id) and len(obs_shape) == 3
-        replay_kwargs: dict[str, Any] = dict(
-            obs_dtype=obs_space.dtype, frame_stack=cfg.env.frame_stack if pixel_stack else 1,
-            n_step=agent.n_step, gamma=agent.gamma, num_envs=self.num_envs, seed=own_seed,
-        )
-        if agent.prioritized:
-            self.replay: ReplayBuffer = PrioritizedReplayBuffer(
-                agent.buffer_size, obs_shape, alpha=agent.per_alpha, beta=agent.per_beta_start,
-                eps=agent.per_eps, **replay_kwargs)
-        else:
-            self.replay = ReplayBuffer(agent.buffer_size, obs_shape, **replay_kwargs)
+        self.replay = ReplayBuffer(
+            agent.buffer_size, obs_shape, obs_dtype=obs_space.dtype,
+            frame_stack=cfg.env.frame_stack if pixel_stack else 1, n_step=agent.n_step,
+            gamma=agent.gamma, num_envs=self.num_envs, sampler=agent.replay_sampler(own_seed))
 
         # Epsilon anneals after the replay start (DeepMind's DQN code, Dopamine); before it every
         # action is epsilon_start-random anyway.
         self.epsilon = Linear(agent.epsilon_start, agent.epsilon_final,
                               max(1, agent.epsilon_decay_steps), begin=agent.learning_starts)
+        # Importance-sampling exponent, annealed (Schaul et al. 2016, Sec. 3.4); inert for
+        # uniform replay, whose weights are 1 for every beta.
         self.beta = Linear(agent.per_beta_start, agent.per_beta_final,
                            agent.per_beta_steps or cfg.train.steps)
         self.rng = np.random.default_rng(own_seed)
@@ -314,15 +310,12 @@ class DQNLearner:
             "obs": to(batch.obs), "next_obs": to(batch.next_obs),
             "actions": to(batch.actions, torch.int64), "rewards": to(batch.rewards, torch.float32),
             "discounts": to(batch.discounts, torch.float32),
-            "weights": to(batch.weights, torch.float32) if self.agent.prioritized else None,
+            "weights": to(batch.weights, torch.float32),
         }
 
     def _learn(self) -> None:
         agent = self.agent
-        if isinstance(self.replay, PrioritizedReplayBuffer):  # exactly when agent.prioritized
-            batch = self.replay.sample(agent.batch_size, beta=self.beta(self.env_steps))
-        else:
-            batch = self.replay.sample(agent.batch_size)
+        batch = self.replay.sample(agent.batch_size, beta=self.beta(self.env_steps))
         b = self._batch_to_device(batch)
         with self.update.capture_activations():
             q_values = self.q(b["obs"])
@@ -333,8 +326,7 @@ class DQNLearner:
                       next_q_online, b["weights"], double=agent.double, loss=agent.loss,
                       huber_delta=agent.huber_delta)
         stats = self.update.update(out.loss)
-        if isinstance(self.replay, PrioritizedReplayBuffer):
-            self.replay.update_priorities(batch.indices, out.td_error.abs().cpu().numpy())
+        self.replay.update_priorities(batch.indices, out.td_error.abs().cpu().numpy())
         self._acc["loss"] += out.loss.detach()
         self._acc["q_mean"] += out.q_taken.mean()
         self._acc["grad_norm"] += stats.grad_norm
@@ -358,9 +350,8 @@ class DQNLearner:
     def _scalars(self, epsilon: float) -> dict[str, float]:
         scalars = {"train/epsilon": epsilon, "train/lr": self.update.lr,
                    "train/updates": float(self.update.updates),
-                   "replay/size": float(len(self.replay))}
-        if self.agent.prioritized:
-            scalars["train/per_beta"] = self.beta(self.env_steps)
+                   "replay/size": float(len(self.replay)),
+                   "train/per_beta": self.beta(self.env_steps)}
         if self._acc_updates:
             for key, total in self._acc.items():
                 scalars[f"train/{key}"] = float(total) / self._acc_updates
