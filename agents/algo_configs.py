@@ -1,8 +1,9 @@
 """Per-algorithm config dataclasses (the ``agent:`` section), kept free of torch imports.
 
-They live apart from the algorithm modules so that ``agents.config`` can map ``agent.algo`` to a
-dataclass without importing torch or the learners (and without an import cycle: the learners
-import ``agents.config``, never the other way round). ``agents.dqn`` re-exports ``DQNConfig``.
+They live apart from the algorithm modules so that the algorithm table (``agents.algorithms``)
+and ``agents.config`` can map ``agent.algo`` to a dataclass without importing torch or the
+learners (and without an import cycle: the learners import ``agents.config``, never the other
+way round). ``agents.dqn`` re-exports ``DQNConfig``.
 
 Units: on Atari one *agent step* is 4 *frames* (frame skip 4). Every step count below is in agent
 steps summed over all envs (the unit of ``rlkit train --steps``) unless its docstring says

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 import agents.dqn as dqn
 import agents.paac as paac
+from agents.algorithms import algorithm
 from agents.config import Config
 from agents.dqn import DQNLearner
 from agents.paac import PAACLearner, Rollout
@@ -940,11 +941,7 @@ def make_probe(cfg: Config) -> Probe:
     check_env_id(cfg.env.id)
     seed_everything(cfg.train.seed)
     learner = make_learner(cfg, resolve_device(cfg.train.device), Logger(None))
-    if isinstance(learner, DQNLearner):
-        return DQNProbe(learner, cfg)
-    if isinstance(learner, PAACLearner):
-        return PAACProbe(learner, cfg)
-    raise TypeError(f"rlkit check has no probe for {type(learner).__name__}")
+    return algorithm(cfg.algo).probe_class()(learner, cfg)
 
 
 def run_checks(cfg: Config, name: str, *, updates: int = UPDATES) -> CheckReport:

@@ -1,7 +1,7 @@
 """Training configuration: YAML -> typed, validated dataclasses (and back).
 
 A config file has five sections, each a dataclass below: ``env`` (EnvConfig), ``agent`` (the
-algorithm's dataclass, picked by ``agent.algo`` through ``ALGO_CONFIGS``), ``optim``
+algorithm's dataclass, picked by ``agent.algo`` in ``agents.algorithms``), ``optim``
 (OptimConfig), ``train`` (TrainConfig) and ``checkpoint`` (CheckpointConfig). Every field has a
 docstring; every key is type-checked against the field's annotation, so a typo or a wrong type
 fails at load time with one line naming the key and the fix, never minutes into a run.
@@ -23,15 +23,11 @@ from typing import Any, Literal
 
 import yaml
 
-from agents.algo_configs import DQNConfig, PAACConfig
+from agents.algorithms import ALGORITHMS
 from rlkit.atomic import write_text
 
-ALGO_CONFIGS: dict[str, type] = {
-    "dqn": DQNConfig,
-    "double_dqn": DQNConfig,
-    "paac": PAACConfig,
-}
-"""``agent.algo`` -> the dataclass of the ``agent:`` section. The one place algorithms register."""
+ALGO_CONFIGS: dict[str, type] = {name: algo.config for name, algo in ALGORITHMS.items()}
+"""``agent.algo`` -> the dataclass of the ``agent:`` section (read off ``agents.algorithms``)."""
 
 
 class ConfigError(ValueError):

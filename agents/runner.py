@@ -54,6 +54,7 @@ import torch
 from tqdm import tqdm
 
 import envs
+from agents.algorithms import algorithm
 from agents.config import (
     Config,
     ConfigError,
@@ -62,11 +63,9 @@ from agents.config import (
     dump_config,
     load_config,
 )
-from agents.dqn import DQNLearner
 from agents.environments import make_eval_env
 from agents.evaluate import CHECKPOINT_FORMAT, play_games, read_checkpoint
-from agents.learner import Learner, LearnerFactory
-from agents.paac import PAACLearner
+from agents.learner import Learner
 from rlkit.atomic import check_writable, remove_stale_temps
 from rlkit.checkpoint import rng_state, save_checkpoint, set_rng_state
 from rlkit.device import resolve_device
@@ -74,13 +73,6 @@ from rlkit.distributed import DistributedContext, init_distributed
 from rlkit.logger import Logger
 from rlkit.malloc import keep_freed_memory
 from rlkit.monitors import UpdateRatioWarning
-
-LEARNERS: dict[str, LearnerFactory] = {
-    "dqn": DQNLearner,
-    "double_dqn": DQNLearner,
-    "paac": PAACLearner,
-}
-"""``agent.algo`` -> learner class ``(cfg, device, logger)``: the one place training dispatches."""
 
 SAVE_REPLAY_LIMIT = 2 * 1024**3
 """``checkpoint.save_replay: null`` saves the replay buffer when it is smaller than this."""
@@ -93,9 +85,10 @@ class RunError(ValueError):
 def make_learner(cfg: Config, device: torch.device, logger: Logger,
                  dist: DistributedContext | None = None) -> Learner:
     """Build the learner that ``cfg.agent.algo`` names (one rank of ``dist`` when given)."""
+    factory = algorithm(cfg.algo).learner_factory()
     if dist is not None and dist.is_distributed:
-        return LEARNERS[cfg.algo](cfg, device, logger, dist=dist)
-    return LEARNERS[cfg.algo](cfg, device, logger)
+        return factory(cfg, device, logger, dist=dist)
+    return factory(cfg, device, logger)
 
 
 def check_env_id(env_id: str) -> None:
