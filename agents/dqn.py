@@ -224,7 +224,7 @@ class DQNLearner:
         decay_updates //= agent.train_freq
         updates_per_log = cfg.train.log_every * agent.gradient_steps // agent.train_freq
         self.update = UpdateStep(
-            self.q, build_optimizer(self.q, cfg.optim.optimizer_config()),
+            self.q, build_optimizer(self.q, cfg.optim),
             max_grad_norm=cfg.optim.max_grad_norm,
             lr_schedule=cfg.optim.lr_schedule_over(decay_updates),
             monitor_every=max(1, updates_per_log),

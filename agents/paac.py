@@ -297,7 +297,7 @@ class PAACLearner:
         steps_per_update = agent.t_max * self.total_envs
         decay_updates = math.ceil((cfg.optim.lr_decay_steps or cfg.train.steps) / steps_per_update)
         self.update = UpdateStep(
-            self.net, build_optimizer(self.net, cfg.optim.optimizer_config()),
+            self.net, build_optimizer(self.net, cfg.optim),
             max_grad_norm=cfg.optim.max_grad_norm,
             lr_schedule=cfg.optim.lr_schedule_over(decay_updates),
             monitor_every=max(1, cfg.train.log_every // steps_per_update),
