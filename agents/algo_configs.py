@@ -1,8 +1,9 @@
 """Per-algorithm config dataclasses (the ``agent:`` section), kept free of torch imports.
 
-They live apart from the algorithm modules so that ``agents.config`` can map ``agent.algo`` to a
-dataclass without importing torch or the learners (and without an import cycle: the learners
-import ``agents.config``, never the other way round). ``agents.dqn`` re-exports ``DQNConfig``.
+They live apart from the algorithm modules so that the algorithm table (``agents.algorithms``)
+and ``agents.config`` can map ``agent.algo`` to a dataclass without importing torch or the
+learners (and without an import cycle: the learners import ``agents.config``, never the other
+way round). ``agents.dqn`` re-exports ``DQNConfig``.
 
 Units: on Atari one *agent step* is 4 *frames* (frame skip 4). Every step count below is in agent
 steps summed over all envs (the unit of ``rlkit train --steps``) unless its docstring says
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+from rlkit.replay import ProportionalSampler, Sampler, UniformSampler
 
 
 @dataclass
@@ -71,6 +74,14 @@ class DQNConfig:
     """Agent steps of the linear beta annealing; null = the whole run (``train.steps``)."""
     per_eps: float = 1e-6
     """Added to |TD error| so that no transition has zero priority."""
+
+    def replay_sampler(self, seed: int | None) -> Sampler:
+        """How replay batches are drawn: proportional prioritisation with ``prioritized``, else
+        uniformly; ``per_beta_start`` is the default exponent (the learner anneals it)."""
+        if self.prioritized:
+            return ProportionalSampler(alpha=self.per_alpha, beta=self.per_beta_start,
+                                       eps=self.per_eps, seed=seed)
+        return UniformSampler(seed)
 
     @property
     def double(self) -> bool:

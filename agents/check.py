@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 import agents.dqn as dqn
 import agents.paac as paac
+from agents.algorithms import algorithm
 from agents.config import Config
 from agents.dqn import DQNLearner
 from agents.paac import PAACLearner, Rollout
@@ -258,12 +259,9 @@ class DQNProbe(Probe):
         learner = self.learner
         out, start = [], time.perf_counter()
         for _ in range(count):
-            if self.agent.prioritized:
-                sample = learner.replay.sample(
-                    self.agent.batch_size, beta=learner.beta(learner.env_steps)
-                )
-            else:
-                sample = learner.replay.sample(self.agent.batch_size)
+            sample = learner.replay.sample(
+                self.agent.batch_size, beta=learner.beta(learner.env_steps)
+            )
             out.append(learner._batch_to_device(sample))
         self.sample_seconds = (time.perf_counter() - start) / count
         return out
@@ -341,7 +339,7 @@ class DQNProbe(Probe):
             unit = 0.5 if d >= 1 else d * (1 - 0.5 * d)  # the loss of an error of 1
         else:
             per, unit = r * r, 1.0
-        w = b["weights"].double() if b["weights"] is not None else torch.ones_like(r)
+        w = b["weights"].double()
         predicted = float((w * per).mean())
         return _compare_loss(actual, predicted, unit, f"mean(w * {agent.loss}(r)) with Q = 0")
 
@@ -362,7 +360,7 @@ class DQNProbe(Probe):
             slope = err.clamp(-agent.huber_delta, agent.huber_delta)
         else:
             slope = 2 * err
-        w = b["weights"] if b["weights"] is not None else torch.ones_like(err)
+        w = b["weights"]
         expected = torch.zeros_like(q_values)
         expected.scatter_(1, b["actions"].long().unsqueeze(1), (w * slope / len(err)).unsqueeze(1))
         rel = _rel(grad, expected)
@@ -943,11 +941,7 @@ def make_probe(cfg: Config) -> Probe:
     check_env_id(cfg.env.id)
     seed_everything(cfg.train.seed)
     learner = make_learner(cfg, resolve_device(cfg.train.device), Logger(None))
-    if isinstance(learner, DQNLearner):
-        return DQNProbe(learner, cfg)
-    if isinstance(learner, PAACLearner):
-        return PAACProbe(learner, cfg)
-    raise TypeError(f"rlkit check has no probe for {type(learner).__name__}")
+    return algorithm(cfg.algo).probe_class()(learner, cfg)
 
 
 def run_checks(cfg: Config, name: str, *, updates: int = UPDATES) -> CheckReport:

@@ -1,7 +1,7 @@
 """Training configuration: YAML -> typed, validated dataclasses (and back).
 
 A config file has five sections, each a dataclass below: ``env`` (EnvConfig), ``agent`` (the
-algorithm's dataclass, picked by ``agent.algo`` through ``ALGO_CONFIGS``), ``optim``
+algorithm's dataclass, picked by ``agent.algo`` in ``agents.algorithms``), ``optim``
 (OptimConfig), ``train`` (TrainConfig) and ``checkpoint`` (CheckpointConfig). Every field has a
 docstring; every key is type-checked against the field's annotation, so a typo or a wrong type
 fails at load time with one line naming the key and the fix, never minutes into a run.
@@ -23,15 +23,13 @@ from typing import Any, Literal
 
 import yaml
 
-from agents.algo_configs import DQNConfig, PAACConfig
+from agents.algorithms import ALGORITHMS
+from envs import ATARI_OPTION_NAMES, AtariOptions, is_atari
 from rlkit.atomic import write_text
+from rlkit.optim_config import OptimizerConfig
 
-ALGO_CONFIGS: dict[str, type] = {
-    "dqn": DQNConfig,
-    "double_dqn": DQNConfig,
-    "paac": PAACConfig,
-}
-"""``agent.algo`` -> the dataclass of the ``agent:`` section. The one place algorithms register."""
+ALGO_CONFIGS: dict[str, type] = {name: algo.config for name, algo in ALGORITHMS.items()}
+"""``agent.algo`` -> the dataclass of the ``agent:`` section (read off ``agents.algorithms``)."""
 
 
 class ConfigError(ValueError):
@@ -50,19 +48,9 @@ def seed_problem(seed: int, key: str) -> str | None:
     return None
 
 
-ATARI_ONLY_KEYS: tuple[str, ...] = (
-    "frame_skip", "frame_stack", "screen_size", "noop_max", "episodic_life", "clip_rewards",
-    "fire_reset", "repeat_action_probability", "max_episode_frames",
-)
-"""``env`` keys that only Atari ids use (the Atari preprocessing of ``envs.make_atari``)."""
-
-
 @dataclass
-class EnvConfig:
-    """Which environment to train on, and the Atari preprocessing options of ``envs.make_atari``.
-
-    The Atari options are ignored for non-Atari ids (e.g. ``CartPole-v1``).
-    """
+class EnvSelection:
+    """Which environment ``EnvConfig`` trains on, and how many copies."""
 
     id: str
     """Any id ``envs.make_env`` accepts: ``ALE/Pong-v5``, ``PongNoFrameskip-v4``, ``Pong``,
@@ -71,63 +59,28 @@ class EnvConfig:
     """Parallel environments feeding the learner."""
     backend: Literal["auto", "sync", "async", "ale"] = "auto"
     """Vector-env backend (``envs.make_vector_env``)."""
-    frame_skip: int = 4
-    """Atari: frames per agent step (actions repeated, last two frames max-pooled)."""
-    frame_stack: int = 4
-    """Atari: frames stacked into one observation."""
-    screen_size: int = 84
-    """Atari: side of the square grayscale observation."""
-    noop_max: int = 30
-    """Atari: up to this many no-op actions after reset (random start states)."""
-    episodic_life: bool = True
-    """Atari, training only: a lost life ends the learner's episode (the game goes on)."""
-    clip_rewards: bool = True
-    """Atari, training only: rewards clipped to their sign (scores are still logged unclipped)."""
-    fire_reset: bool = True
-    """Atari: press FIRE after reset in games that need it."""
-    repeat_action_probability: float = 0.0
-    """Atari: sticky actions probability (0 = deterministic ALE)."""
-    max_episode_frames: int = 108_000
-    """Atari: frames before a game is truncated (108k frames = 30 minutes), in training and eval."""
 
-    def atari_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``envs.make_atari`` / ``make_vector_env`` on an Atari id."""
-        return {name: getattr(self, name) for name in ATARI_ONLY_KEYS}
+
+@dataclass
+class EnvConfig(AtariOptions, EnvSelection):
+    """The ``env`` section: ``EnvSelection``'s keys first, then the Atari preprocessing options,
+    inherited from ``envs.AtariOptions`` (their one definition: defaults, meanings, ranges).
+
+    The Atari options are ignored for non-Atari ids (e.g. ``CartPole-v1``).
+    """
 
     def validate(self) -> list[str]:
-        problems = []
-        for name in ("num_envs", "frame_skip", "frame_stack", "screen_size", "max_episode_frames"):
-            if getattr(self, name) < 1:
-                problems.append(f"env.{name} must be >= 1, got {getattr(self, name)}")
-        if self.noop_max < 0:
-            problems.append(f"env.noop_max must be >= 0, got {self.noop_max}")
+        problems = [f"env.{p}" for p in self.problems()]
+        if self.num_envs < 1:
+            problems.append(f"env.num_envs must be >= 1, got {self.num_envs}")
         return problems
 
 
 @dataclass
-class OptimConfig:
-    """Optimizer (``rlkit.optim.OptimizerConfig``), gradient clipping and learning-rate schedule."""
+class OptimConfig(OptimizerConfig):
+    """The ``optim`` section: the optimizer (``rlkit.optim_config.OptimizerConfig``'s fields,
+    defaults and ranges, inherited), gradient clipping, learning-rate schedule and NaN guard."""
 
-    name: Literal["sgd", "rmsprop", "rmsprop_tf", "adam", "adamw"] = "adam"
-    """Optimizer; ``rmsprop_tf`` is TensorFlow-1 RMSProp (eps inside the root) as DQN/PAAC used."""
-    lr: float = 1e-4
-    """Initial learning rate."""
-    momentum: float = 0.0
-    """Momentum (sgd, rmsprop, rmsprop_tf)."""
-    nesterov: bool = False
-    """Nesterov momentum (sgd)."""
-    alpha: float = 0.99
-    """Squared-gradient decay (rmsprop, rmsprop_tf)."""
-    eps: float = 1e-8
-    """Numerical-stability epsilon (all but sgd)."""
-    betas: tuple[float, float] = (0.9, 0.999)
-    """Adam moment decays."""
-    weight_decay: float = 0.0
-    """L2 / decoupled weight decay (never applied to biases and norm layers)."""
-    centered: bool = False
-    """Centred RMSProp (divide by the gradient's variance, not its second moment)."""
-    initial_accumulator: float = 1.0
-    """rmsprop_tf: starting value of the squared-gradient average (TF1: 1; DeepMind's DQN: 0)."""
     max_grad_norm: float | None = None
     """Clip the global gradient norm to this value; null = no clipping."""
     lr_schedule: Literal["constant", "linear", "cosine", "plateau"] = "constant"
@@ -150,13 +103,6 @@ class OptimConfig:
     more than k in a row. Skipping reads one flag back per update (free on the CPU, a device
     sync per update on a GPU). Every event is listed in the run's summary."""
 
-    def optimizer_config(self) -> Any:
-        """This section as the training core's ``rlkit.optim.OptimizerConfig``."""
-        from rlkit.optim import OptimizerConfig
-
-        names = {f.name for f in dataclasses.fields(OptimizerConfig)}
-        return OptimizerConfig(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
-
     def lr_schedule_over(self, updates: int) -> Any:
         """The LR schedule as an ``rlkit.schedules.Schedule`` indexed by optimizer update.
 
@@ -176,9 +122,8 @@ class OptimConfig:
         return Constant(self.lr)
 
     def validate(self) -> list[str]:
+        """The schedule's problems (the optimizer's raise at construction, as ``ConfigError``)."""
         problems = []
-        if self.lr <= 0:
-            problems.append(f"optim.lr must be > 0, got {self.lr}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             problems.append(f"optim.max_grad_norm must be > 0 or null, got {self.max_grad_norm}")
         if self.lr_decay_steps is not None and self.lr_decay_steps < 1:
@@ -445,7 +390,10 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             kwargs[name] = _coerce(raw[name], hints[name], f"{prefix}.{name}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required key {prefix}.{name}; add it to the config")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # a range check of a section shared with the library (OptimConfig)
+        raise ConfigError(str(e)) from None
 
 
 def unknown_key_error(key: str, valid: list[str]) -> ConfigError:
@@ -576,9 +524,7 @@ def dump_config(cfg: Config, path: str | Path) -> None:
     ``frame_skip: 4`` in a CartPole run's config would suggest they do (loading the file back
     fills in the same defaults).
     """
-    from envs import is_atari  # envs imports gymnasium and ale-py: only when writing a config
-
     raw = config_to_dict(cfg)
     if not is_atari(cfg.env.id):
-        raw["env"] = {k: v for k, v in raw["env"].items() if k not in ATARI_ONLY_KEYS}
+        raw["env"] = {k: v for k, v in raw["env"].items() if k not in ATARI_OPTION_NAMES}
     write_text(path, yaml.safe_dump(raw, sort_keys=False, default_flow_style=None))

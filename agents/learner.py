@@ -1,24 +1,39 @@
-"""The interface between one algorithm (DQN, PAAC) and the shared training runner.
+"""The interface between one algorithm (DQN, PAAC) and the shared training runner, and the
+skeleton every learner is built on.
 
 The runner (run directory, progress bar, TensorBoard, checkpoints, Ctrl-C, resume, periodic
-evaluation) is algorithm-agnostic; each algorithm module implements this protocol once.
+evaluation) is algorithm-agnostic and drives the ``Learner`` protocol. ``LearnerBase`` implements
+what is the same for every algorithm: the training envs and their episode bookkeeping, the
+optimizer step (``UpdateStep``), the logging cadence and its device-side accumulators,
+evaluation actions, checkpoint state and closing. An algorithm module subclasses it with its
+network, its loss and its way of collecting experience: ``_step``, ``_state``/``_load_state``,
+``_extra_scalars`` and, if it has state a checkpoint may leave out, ``optional_state``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import gymnasium as gym
 import numpy as np
+import torch
 
-from agents.episodes import Episode
+from agents.environments import capture_env_stream, make_train_envs, resume_env_stream
+from agents.episodes import Episode, EpisodeTracker
+from rlkit.distributed import DistributedContext
+from rlkit.optim import build_optimizer
+from rlkit.update import UpdateStep
 
 if TYPE_CHECKING:
-    import torch
-
     from agents.config import Config
-    from rlkit.distributed import DistributedContext
+    from agents.policy import Policy
     from rlkit.logger import Logger
-    from rlkit.update import UpdateStep
+
+
+NetT = TypeVar("NetT", bound=torch.nn.Module)
 
 
 def acting_weights(learner_state: dict[str, Any], key: str) -> dict[str, Any]:
@@ -28,14 +43,41 @@ def acting_weights(learner_state: dict[str, Any], key: str) -> dict[str, Any]:
     return ema["module"] if ema is not None else learner_state[key]
 
 
+def load_acting_net(net: NetT, learner_state: dict[str, Any], key: str,
+                    device: torch.device) -> NetT:
+    """``net`` on ``device`` in eval mode with a checkpoint's acting weights (``acting_weights``):
+    what a ``build_policy`` plays with."""
+    net = net.to(device)
+    net.load_state_dict(acting_weights(learner_state, key))
+    return net.eval()
+
+
+def discrete_actions(space: gym.Space, algo: str) -> int:
+    """The number of actions of a discrete action space; ``ValueError`` for any other space."""
+    if not isinstance(space, gym.spaces.Discrete):
+        raise ValueError(f"{algo} needs a discrete action space, got {space}; pick another env")
+    return int(space.n)
+
+
+@dataclass(frozen=True)
+class OptionalState:
+    """An entry of a learner's ``state_dict`` that checkpoints may leave out (a replay buffer):
+    ``checkpoint.save_replay`` decides, by default on its size."""
+
+    nbytes: int
+    """Its size now, in bytes."""
+    note: str
+    """What resuming without it means, said once when such a checkpoint is resumed."""
+
+
 class Learner(Protocol):
     env_steps: int
     """Environment steps taken so far, summed over all envs (the unit of ``--steps``)."""
     update: UpdateStep
-    acting_net: torch.nn.Module
-    """The network evaluations play: the EMA copy with ``train.eval_ema``, else the trained one."""
     """The learner's optimizer step: its ``diagnostics`` feed the run summary, its
     ``observe_score`` a reduce-on-plateau LR schedule."""
+    acting_net: torch.nn.Module
+    """The network evaluations play: the EMA copy with ``train.eval_ema``, else the trained one."""
 
     def train_iteration(self) -> dict[str, float]:
         """Collect experience and update (if due). Returns scalars to log: empty except when
@@ -50,15 +92,17 @@ class Learner(Protocol):
         """Actions for a batch of observations, for evaluation."""
         ...
 
-    def state_dict(self, *, include_replay: bool = True) -> dict[str, Any]:
-        """Everything needed to continue exactly (the replay buffer only if ``include_replay``)."""
+    def optional_state(self) -> dict[str, OptionalState]:
+        """The ``state_dict`` entries a checkpoint may leave out, by key (none for most)."""
         ...
 
-    def replay_nbytes(self) -> int:
-        """Bytes of replay storage (0 without replay); decides ``checkpoint.save_replay: null``."""
+    def state_dict(self, *, optional: bool = True) -> dict[str, Any]:
+        """Everything needed to continue exactly; with ``optional=False`` the entries of
+        ``optional_state()`` are stored as None."""
         ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (rebuilding an optional entry stored as None)."""
         ...
 
     def close(self) -> None:
@@ -75,3 +119,151 @@ class LearnerFactory(Protocol):
         logger: Logger,
         dist: DistributedContext | None = None,
     ) -> Learner: ...
+
+
+class LearnerBase(ABC):
+    """The ``Learner`` skeleton: ``cfg.env.num_envs`` training envs (reset, and their games
+    tracked), step counters, the logging cadence, and per-update scalars accumulated on the
+    device and read back once per log (one host sync).
+
+    A subclass builds its network, then calls ``_build_update`` and sets ``eval_policy`` (the
+    ``agents.policy.Policy`` that evaluations act with, on ``acting_net`` and a generator of its
+    own, so evaluation never shifts training randomness).
+
+    Data-parallel (``dist`` with N ranks, docs/distributed.md): each rank steps its own envs
+    (seeded as envs ``r*n_e ..`` of an ``N*n_e``-env run); ``env_steps`` counts all ranks' steps.
+    """
+
+    eval_policy: Policy
+
+    def __init__(self, cfg: Config, device: torch.device, logger: Logger,
+                 dist: DistributedContext | None, accumulate: Sequence[str]) -> None:
+        self.cfg = cfg
+        self.agent = cfg.agent
+        self.device = device
+        self.num_envs = cfg.env.num_envs
+        self.dist = dist or DistributedContext(device=device)
+        self.envs = make_train_envs(cfg.env, self.dist.env_seed(cfg.train.seed, self.num_envs))
+        self.tracker = EpisodeTracker(self.num_envs)
+        obs, _ = self.envs.reset(seed=self.dist.env_seed(cfg.train.seed, self.num_envs))
+        self.obs = self._keep_obs(obs)
+        self.autoreset = np.zeros(self.num_envs, dtype=bool)
+        self.env_steps = 0
+        self.next_log = cfg.train.log_every
+        self._logger = logger
+        self._acc_keys = tuple(accumulate)
+        self._reset_accumulators()
+
+    def _build_update(self, net: torch.nn.Module, *, decay_updates: int,
+                      updates_per_log: int) -> None:
+        """The optimizer step for ``net`` (``optim`` section; gradients averaged over ranks),
+        with the LR schedule spread over ``decay_updates`` updates and the update monitors run
+        once per log. Sets ``update`` and ``acting_net``: the EMA of the weights with
+        ``train.eval_ema`` (evaluations play it; training never does), else ``net``."""
+        cfg = self.cfg
+        self.update = UpdateStep(
+            net, build_optimizer(net, cfg.optim),
+            max_grad_norm=cfg.optim.max_grad_norm,
+            lr_schedule=cfg.optim.lr_schedule_over(decay_updates),
+            monitor_every=max(1, updates_per_log),
+            logger=self._logger.with_x_axis(lambda: self.env_steps),  # one x-axis: agent steps
+            grad_sync=self.dist.average_gradients if self.dist.is_distributed else None,
+            max_nan_skips=cfg.optim.nan_skips, ema_decay=cfg.train.eval_ema,
+        )
+        self.acting_net = net if self.update.ema is None else self.update.ema.module
+
+    # ------------------------------------------------------------------ the algorithm's part
+
+    @abstractmethod
+    def _step(self) -> None:
+        """Collect experience (advancing ``env_steps``) and run the updates that fall due."""
+
+    @abstractmethod
+    def _state(self) -> dict[str, Any]:
+        """The algorithm's own checkpoint entries (networks, generators, counters, replay)."""
+
+    @abstractmethod
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """Restore ``_state``'s entries; ``env_steps`` and ``next_log`` are already restored."""
+
+    def _keep_obs(self, obs: np.ndarray) -> Any:
+        """The envs' observations as the learner keeps them in ``obs`` (as they are; PAAC's
+        on its device, where each is used)."""
+        return obs
+
+    def _extra_scalars(self) -> dict[str, float]:
+        """Scalars of the algorithm to log beside the learning rate and the accumulated ones."""
+        return {}
+
+    def optional_state(self) -> dict[str, OptionalState]:
+        return {}
+
+    # ------------------------------------------------------------------ shared
+
+    def train_iteration(self) -> dict[str, float]:
+        """One ``_step``; mean scalars once every ``train.log_every`` agent steps."""
+        self._step()
+        if self.env_steps < self.next_log:
+            return {}
+        self.next_log += self.cfg.train.log_every
+        return self._scalars()
+
+    def _accumulate(self, values: dict[str, torch.Tensor]) -> None:
+        """Add one update's scalars (device tensors: no host sync) to the running sums."""
+        for key, value in values.items():
+            self._acc[key] += value
+        self._acc_updates += 1
+
+    def _reset_accumulators(self) -> None:
+        zero = torch.zeros((), device=self.device)
+        self._acc = {key: zero.clone() for key in self._acc_keys}
+        self._acc_updates = 0
+
+    def _scalars(self) -> dict[str, float]:
+        scalars = {"train/lr": self.update.lr, "train/updates": float(self.update.updates),
+                   **self._extra_scalars()}
+        if self._acc_updates:
+            means = torch.stack(list(self._acc.values())).float() / self._acc_updates
+            for key, value in zip(self._acc, means.tolist(), strict=True):  # one host sync
+                scalars[f"train/{key}"] = value
+        self._reset_accumulators()
+        return scalars
+
+    def pop_episodes(self) -> list[Episode]:
+        return self.tracker.pop()
+
+    def act(self, obs: np.ndarray, *, greedy: bool = False, epsilon: float = 0.0) -> np.ndarray:
+        """Evaluation actions from ``eval_policy`` (the EMA of the weights with
+        ``train.eval_ema``; its own generator, so evaluation never shifts training)."""
+        return self.eval_policy.act(obs, greedy=greedy, epsilon=epsilon)
+
+    def state_dict(self, *, optional: bool = True) -> dict[str, Any]:
+        state = {
+            **self._state(),
+            "update": self.update.state_dict(),  # update counter, optimizer, LR schedule, EMA
+            "env_steps": self.env_steps,
+            "next_log": self.next_log,
+            **capture_env_stream(self.envs, _host(self.obs), self.autoreset, self.tracker),
+        }
+        if not optional:
+            state.update(dict.fromkeys(self.optional_state()))
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.update.load_state_dict(state["update"])
+        self.env_steps = int(state["env_steps"])
+        self.next_log = int(state["next_log"])
+        self._load_state(state)
+        self.tracker = EpisodeTracker(self.num_envs)
+        obs, self.autoreset = resume_env_stream(
+            self.envs, state, self.tracker,
+            self.dist.env_seed(self.cfg.train.seed + self.env_steps, self.num_envs))
+        self.obs = self._keep_obs(obs)
+        self._reset_accumulators()
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def _host(obs: np.ndarray | torch.Tensor) -> np.ndarray:
+    return obs.cpu().numpy() if isinstance(obs, torch.Tensor) else obs

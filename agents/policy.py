@@ -1,8 +1,8 @@
-"""Evaluation policies: ``algo`` -> the function that builds a checkpoint's acting network.
+"""Evaluation policies: a checkpoint's acting network, built by its algorithm's policy builder.
 
 Each algorithm module exposes ``build_policy(cfg, learner_state, observation_space,
 action_space, device, *, seed=None) -> Policy``, building only what acting needs (no envs, no
-replay). This dict is the one place evaluation dispatches on ``agent.algo``.
+replay); ``agents.algorithms`` names it per ``agent.algo``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents import dqn, paac
+from agents.algorithms import algorithm
 from agents.learner import acting_weights
 
 if TYPE_CHECKING:
@@ -41,28 +41,12 @@ class PolicyBuilder(Protocol):
     ) -> Policy: ...
 
 
-POLICY_BUILDERS: dict[str, PolicyBuilder] = {
-    "dqn": dqn.build_policy,
-    "double_dqn": dqn.build_policy,
-    "paac": paac.build_policy,
-}
-
-ACTING_STATE_KEYS = {
-    "dqn": ("q",),
-    "double_dqn": ("q",),
-    "paac": ("net",),
-}
-"""The entries of a checkpoint's ``learner`` state that each algorithm's ``build_policy`` reads
-(a run with ``train.eval_ema`` keeps the EMA weights in ``learner["update"]["ema"]``, and
-``build_policy`` reads those instead: ``agents.learner.acting_weights``)."""
-
-
 def build_policy(cfg: Config, learner_state: dict[str, Any], observation_space: gym.Space,
                  action_space: gym.Space, device: torch.device, *, seed: int | None = None
                  ) -> Policy:
     """The acting network of ``cfg.algo``, loaded from a checkpoint's ``learner`` state."""
-    return POLICY_BUILDERS[cfg.algo](cfg, learner_state, observation_space, action_space,
-                                     device, seed=seed)
+    build = algorithm(cfg.algo).policy_builder()
+    return build(cfg, learner_state, observation_space, action_space, device, seed=seed)
 
 
 def policy_only(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -73,12 +57,12 @@ def policy_only(checkpoint: dict[str, Any]) -> dict[str, Any]:
     a few MB for the Atari networks, small enough to commit. It cannot be resumed. A run with
     ``train.eval_ema`` exports the EMA weights (what its evaluations played) as the network.
     """
-    algo = checkpoint["config"]["agent"]["algo"]
+    keys = algorithm(checkpoint["config"]["agent"]["algo"]).acting_state
     learner = checkpoint["learner"]
     return {
         "format": checkpoint["format"],
         "config": checkpoint["config"],
         "policy_only": True,
-        "learner": {key: acting_weights(learner, key) for key in ACTING_STATE_KEYS[algo]}
+        "learner": {key: acting_weights(learner, key) for key in keys}
         | {"env_steps": learner.get("env_steps")},
     }

@@ -54,6 +54,7 @@ import torch
 from tqdm import tqdm
 
 import envs
+from agents.algorithms import algorithm
 from agents.config import (
     Config,
     ConfigError,
@@ -62,11 +63,9 @@ from agents.config import (
     dump_config,
     load_config,
 )
-from agents.dqn import DQNLearner
 from agents.environments import make_eval_env
 from agents.evaluate import CHECKPOINT_FORMAT, play_games, read_checkpoint
-from agents.learner import Learner, LearnerFactory
-from agents.paac import PAACLearner
+from agents.learner import Learner
 from rlkit.atomic import check_writable, remove_stale_temps
 from rlkit.checkpoint import rng_state, save_checkpoint, set_rng_state
 from rlkit.device import resolve_device
@@ -75,15 +74,9 @@ from rlkit.logger import Logger
 from rlkit.malloc import keep_freed_memory
 from rlkit.monitors import UpdateRatioWarning
 
-LEARNERS: dict[str, LearnerFactory] = {
-    "dqn": DQNLearner,
-    "double_dqn": DQNLearner,
-    "paac": PAACLearner,
-}
-"""``agent.algo`` -> learner class ``(cfg, device, logger)``: the one place training dispatches."""
-
 SAVE_REPLAY_LIMIT = 2 * 1024**3
-"""``checkpoint.save_replay: null`` saves the replay buffer when it is smaller than this."""
+"""``checkpoint.save_replay: null`` saves the learner's optional state (DQN's replay buffer) when
+it is smaller than this."""
 
 
 class RunError(ValueError):
@@ -93,9 +86,10 @@ class RunError(ValueError):
 def make_learner(cfg: Config, device: torch.device, logger: Logger,
                  dist: DistributedContext | None = None) -> Learner:
     """Build the learner that ``cfg.agent.algo`` names (one rank of ``dist`` when given)."""
+    factory = algorithm(cfg.algo).learner_factory()
     if dist is not None and dist.is_distributed:
-        return LEARNERS[cfg.algo](cfg, device, logger, dist=dist)
-    return LEARNERS[cfg.algo](cfg, device, logger)
+        return factory(cfg, device, logger, dist=dist)
+    return factory(cfg, device, logger)
 
 
 def check_env_id(env_id: str) -> None:
@@ -193,19 +187,19 @@ class Runner:
             set_rng_state(own["rng"])
         self.recent = collections.deque(self.state.recent_scores or [], maxlen=100)
         save = cfg.checkpoint.save_replay
-        self.save_replay = (self.learner.replay_nbytes() < SAVE_REPLAY_LIMIT) if save is None \
-            else save
+        optional_bytes = sum(part.nbytes for part in self.learner.optional_state().values())
+        self.save_replay = optional_bytes < SAVE_REPLAY_LIMIT if save is None else save
         self._stop_signal: int | None = None
 
     # ------------------------------------------------------------------ checkpoints
 
-    def checkpoint(self, name: str = "last.pt", *, include_replay: bool | None = None,
+    def checkpoint(self, name: str = "last.pt", *, include_optional: bool | None = None,
                    all_ranks: bool = True) -> Path:
         """Write ``checkpoints/<name>`` atomically (rank 0 writes; with ``all_ranks``, which every
         rank must then call together, the other ranks' own states go in too, for resume)."""
-        include = self.save_replay if include_replay is None else include_replay
+        include = self.save_replay if include_optional is None else include_optional
         self.state.recent_scores = list(self.recent)
-        learner, rng = self.learner.state_dict(include_replay=include), rng_state()
+        learner, rng = self.learner.state_dict(optional=include), rng_state()
         ranks = None
         if all_ranks and self.dist.is_distributed:
             mine = None if self.dist.is_main else {"learner": learner, "rng": rng}
@@ -265,7 +259,7 @@ class Runner:
         state, target = self.state, self.cfg.train.target_score
         if mean > state.best_score:
             state.best_score = mean
-            self.checkpoint("best.pt", include_replay=False, all_ranks=False)
+            self.checkpoint("best.pt", include_optional=False, all_ranks=False)
         if target is not None and bound >= target:
             state.solved_at, state.solved_score = self.learner.env_steps, mean
 
@@ -476,6 +470,9 @@ def resume_run(run_dir: str | Path, *, steps: int | None = None, device: str | N
     cfg = load_config(run_dir / "config.yaml", [] if device is None else [f"train.device={device}"])
     notes = _resume_notes(cfg, ckpt, steps)
     runner = _runner(cfg, run_dir, init_distributed(cfg.train.device), ckpt)
+    saved = ckpt["learner"]
+    notes += [part.note for key, part in runner.learner.optional_state().items()
+              if saved.get(key) is None]
     if runner.dist.is_main:  # said once the resume is accepted (world size, config, ...)
         for note in notes:
             print(f"rlkit: {note}", file=sys.stderr)
@@ -504,8 +501,4 @@ def _resume_notes(cfg: Config, ckpt: dict[str, Any], steps: int | None) -> list[
         kept = (f"; {' and '.join(pinned)} pinned to {old} so the schedules keep their horizon"
                 if pinned else "")
         notes.append(f"budget changed from {old} to {steps} agent steps{kept}")
-    learner = ckpt["learner"]
-    if "replay" in learner and learner["replay"] is None:
-        notes.append("last.pt holds no replay buffer (checkpoint.save_replay); the buffer refills "
-                     "from scratch before updates resume, so this is not an exact continuation")
     return notes

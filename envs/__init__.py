@@ -1,13 +1,15 @@
 """Atari wrappers and environment factories (numpy, gymnasium, ale-py, opencv; never torch).
 
-Public API: ``make_atari``, ``make_env``, ``make_vector_env``, ``is_atari``, ``array_shape``, the
-wrappers of ``envs.wrappers`` and MinAtar's (``envs.minatar``: ``make_minatar``, ``is_minatar``,
+Public API: ``make_atari``, ``make_env``, ``make_vector_env``, ``is_atari``, ``array_shape``,
+``AtariOptions`` (the Atari options, their defaults and ranges), the wrappers of
+``envs.wrappers`` and MinAtar's (``envs.minatar``: ``make_minatar``, ``is_minatar``,
 ``ChannelsFirst``, ``MissingExtraError``). See DESIGN.md ("envs") for the contract.
 """
 
 from envs.factory import make_atari, make_env
 from envs.guard import EnvGuard, array_shape, check_actions
 from envs.minatar import ChannelsFirst, MissingExtraError, is_minatar, make_minatar
+from envs.options import ATARI_OPTION_NAMES, AtariOptions
 from envs.registry import is_atari
 from envs.vector import make_vector_env
 from envs.wrappers import (
@@ -22,6 +24,8 @@ from envs.wrappers import (
 )
 
 __all__ = [
+    "ATARI_OPTION_NAMES",
+    "AtariOptions",
     "ChannelsFirst",
     "ClipReward",
     "EnvGuard",

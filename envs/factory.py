@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import gymnasium as gym
 
 from envs.guard import EnvGuard
 from envs.minatar import is_minatar, make_minatar
+from envs.options import ATARI_OPTION_NAMES, AtariOptions
 from envs.registry import canonical_atari_id, is_atari, not_atari_error, unknown_env_error
 from envs.wrappers import (
     ClipReward,
@@ -22,56 +22,15 @@ from envs.wrappers import (
 )
 
 
-def check_atari_options(
-    *,
-    frame_skip: int,
-    frame_stack: int,
-    screen_size: int,
-    noop_max: int,
-    repeat_action_probability: float,
-    max_episode_frames: int | None,
-) -> None:
-    """Raise a ValueError naming the first out-of-range option and its allowed values."""
-    checks = [
-        ("frame_skip", frame_skip, frame_skip >= 1, "an int >= 1"),
-        ("frame_stack", frame_stack, frame_stack >= 1, "an int >= 1"),
-        ("screen_size", screen_size, screen_size >= 8, "an int >= 8"),
-        ("noop_max", noop_max, noop_max >= 0, "an int >= 0"),
-        (
-            "repeat_action_probability",
-            repeat_action_probability,
-            0.0 <= repeat_action_probability <= 1.0,
-            "a float in [0, 1]",
-        ),
-        (
-            "max_episode_frames",
-            max_episode_frames,
-            max_episode_frames is None or max_episode_frames >= 1,
-            "an int >= 1 or None",
-        ),
-    ]
-    for name, value, ok, allowed in checks:
-        if not ok:
-            raise ValueError(f"{name}={value!r} is out of range; {name} must be {allowed}")
-
-
 def make_atari(
-    env_id: str,
-    *,
-    seed: int | None = None,
-    frame_skip: int = 4,
-    frame_stack: int = 4,
-    screen_size: int = 84,
-    noop_max: int = 30,
-    episodic_life: bool = True,
-    clip_rewards: bool = True,
-    fire_reset: bool = True,
-    repeat_action_probability: float = 0.0,
-    max_episode_frames: int | None = 108_000,
-    render_mode: str | None = None,
+    env_id: str, *, seed: int | None = None, render_mode: str | None = None, **options: Any
 ) -> gym.Env:
     """An Atari env with the standard DQN preprocessing (see ``envs.wrappers`` for each step).
 
+    ``options`` are ``AtariOptions``' fields, each defaulting as there: ``frame_skip=4,
+    frame_stack=4, screen_size=84, noop_max=30, episodic_life=True, clip_rewards=True,
+    fire_reset=True, repeat_action_probability=0.0, max_episode_frames=108_000``; an unknown
+    or out-of-range option raises a ValueError naming it.
     ``env_id`` may be ``"ALE/Pong-v5"``, ``"PongNoFrameskip-v4"`` or ``"Pong"``. The ALE env is
     always made with ``frameskip=1``, sticky actions from ``repeat_action_probability`` and no
     frame cap of its own (``FrameLimit`` applies ``max_episode_frames``; None disables it).
@@ -83,45 +42,32 @@ def make_atari(
     canonical = canonical_atari_id(env_id)
     if canonical is None:
         raise not_atari_error(env_id)
-    check_atari_options(
-        frame_skip=frame_skip,
-        frame_stack=frame_stack,
-        screen_size=screen_size,
-        noop_max=noop_max,
-        repeat_action_probability=repeat_action_probability,
-        max_episode_frames=max_episode_frames,
-    )
+    o = AtariOptions.from_kwargs(options)
     env: gym.Env = gym.make(
         canonical,
         frameskip=1,
-        repeat_action_probability=repeat_action_probability,
+        repeat_action_probability=o.repeat_action_probability,
         max_num_frames_per_episode=0,  # 0 = no ALE cap; FrameLimit below does it
         obs_type="grayscale",  # ALE's palette grayscale, as AtariPreprocessing pools
         render_mode=render_mode,
         disable_env_checker=True,
     )
-    if max_episode_frames is not None:
-        env = FrameLimit(env, max_episode_frames)
-    if noop_max > 0:
-        env = NoopReset(env, noop_max)
-    env = FrameSkip(env, frame_skip)
-    if episodic_life:
+    if o.max_episode_frames is not None:
+        env = FrameLimit(env, o.max_episode_frames)
+    if o.noop_max > 0:
+        env = NoopReset(env, o.noop_max)
+    env = FrameSkip(env, o.frame_skip)
+    if o.episodic_life:
         env = EpisodicLife(env)
-    if fire_reset and "FIRE" in env.unwrapped.get_action_meanings():  # type: ignore[attr-defined]
+    meanings = env.unwrapped.get_action_meanings()  # type: ignore[attr-defined]
+    if o.fire_reset and "FIRE" in meanings:
         env = FireReset(env)
-    env = GrayscaleResize(env, screen_size)
-    if clip_rewards:
+    env = GrayscaleResize(env, o.screen_size)
+    if o.clip_rewards:
         env = ClipReward(env)
-    env = EnvGuard(FrameStack(env, frame_stack))
+    env = EnvGuard(FrameStack(env, o.frame_stack))
     _seed(env, seed)
     return env
-
-
-ATARI_OPTIONS = frozenset(
-    name
-    for name, p in inspect.signature(make_atari).parameters.items()
-    if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in {"seed", "render_mode"}
-)
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
@@ -140,7 +86,7 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     minatar = is_minatar(env_id)
     if not minatar and env_id not in gym.registry:
         raise unknown_env_error(env_id)
-    misplaced = sorted(ATARI_OPTIONS & kwargs.keys())
+    misplaced = sorted(set(ATARI_OPTION_NAMES) & kwargs.keys())
     if misplaced:
         raise ValueError(
             f"option(s) {', '.join(misplaced)} apply only to Atari ids, not {env_id!r}; "

@@ -14,14 +14,15 @@ decaying a bias or a norm gain towards zero regularises nothing useful and only 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, overload
 
 import torch
 from torch import nn
 from torch.optim import Optimizer
 
-OPTIMIZERS = ("sgd", "rmsprop", "rmsprop_tf", "adam", "adamw")
+from rlkit.optim_config import OPTIMIZERS, OptimizerConfig
+
+__all__ = ["OPTIMIZERS", "OptimizerConfig", "RMSpropTF", "build_optimizer", "param_groups"]
 
 # Layers whose parameters are gains/offsets of a normalisation, never decayed.
 _NORM_LAYERS: tuple[type[nn.Module], ...] = (
@@ -151,53 +152,6 @@ class RMSpropTF(Optimizer):
             else:
                 torch._foreach_addcdiv_(params, grads, denom, value=-lr)
         return loss
-
-
-@dataclass
-class OptimizerConfig:
-    """Which optimizer and its hyperparameters; field names match the ``optim`` config section.
-
-    ``alpha`` is RMSProp's squared-gradient decay, ``eps`` its (or Adam's) epsilon, ``momentum``
-    SGD's or RMSProp's momentum, ``betas`` Adam's, ``centered`` RMSProp's centring, and
-    ``initial_accumulator`` the starting value of ``rmsprop_tf``'s squared-gradient average (TF1's
-    ``RMSPropOptimizer``: 1; DeepMind's Lua DQN: 0).
-    """
-
-    name: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.0
-    nesterov: bool = False
-    alpha: float = 0.99
-    eps: float = 1e-8
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
-    centered: bool = False
-    initial_accumulator: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise ValueError(
-                f"unknown optimizer {self.name!r}; use one of {', '.join(OPTIMIZERS)}"
-            )
-        if not self.lr > 0:
-            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"optim.momentum must be in [0, 1), got {self.momentum}")
-        if self.nesterov and (self.name != "sgd" or self.momentum == 0):
-            raise ValueError("optim.nesterov needs name 'sgd' and momentum > 0; set momentum=0.9")
-        if not 0 <= self.alpha < 1:
-            raise ValueError(f"optim.alpha must be in [0, 1), got {self.alpha}")
-        if not self.eps >= 0:
-            raise ValueError(f"optim.eps must be >= 0, got {self.eps}")
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
-        if not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"optim.betas must both be in [0, 1), got {self.betas}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
-        if not self.initial_accumulator >= 0:
-            raise ValueError(
-                f"optim.initial_accumulator must be >= 0, got {self.initial_accumulator}"
-            )
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -12,8 +12,8 @@ background load hits both sides alike.
    then ``sample(32)`` and ``sample(256)`` are timed in interleaved bursts.
 2. SB3 is freed; rlkit ``PrioritizedReplayBuffer`` at ``--capacity`` gets the same fill, and
    ``sample(32) + update_priorities(32)`` is timed against uniform ``sample(32)`` of the same
-   storage (``ReplayBuffer.sample`` called on the prioritised buffer) and, for reference, of
-   the uniform buffer.
+   storage (a ``UniformSampler`` attached to the prioritised buffer, its batch gathered by that
+   buffer) and, for reference, of the uniform buffer.
 3. PER is freed; the uniform buffer keeps adding until its ring has wrapped (every page of the
    1M buffer touched) and sampling is timed again at full size.
 
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from rlkit.replay import PrioritizedReplayBuffer, ReplayBuffer
+from rlkit.replay import PrioritizedReplayBuffer, ReplayBuffer, UniformSampler
 
 OBS_SHAPE = (4, 84, 84)
 Transition = tuple[np.ndarray, int, float, np.ndarray, bool]
@@ -159,6 +159,8 @@ def phase_per(ours: ReplayBuffer, fill: int, capacity: int) -> dict:
     per = PrioritizedReplayBuffer(capacity, OBS_SHAPE, frame_stack=4, seed=0)
     add_seconds = sum(add_ours(per, item) for item in stream(fill))
     rng = np.random.default_rng(0)
+    uniform = UniformSampler(seed=0)
+    uniform.attach(per)
 
     def per_step() -> None:
         batch = per.sample(32, beta=0.5)
@@ -170,7 +172,7 @@ def phase_per(ours: ReplayBuffer, fill: int, capacity: int) -> dict:
             # Uniform sampling of the very same storage: the reference the ratio uses, because
             # two 7 GB buffers land on different pages and their frame gathers (the bulk of a
             # sample) differ by up to ~10% for that reason alone.
-            "uniform_sample32_same_storage": lambda: ReplayBuffer.sample(per, 32),
+            "uniform_sample32_same_storage": lambda: per.gather(*uniform.sample(32)),
             "uniform_sample32": lambda: ours.sample(32),
         }
     )

@@ -207,3 +207,12 @@ def test_unknown_section_lists_each_section_once(tmp_path):
         with pytest.raises(ConfigError) as info:
             load()
         assert str(info.value).endswith("valid keys: env, agent, optim, train, checkpoint")
+
+
+def test_optimizer_fields_are_the_training_cores_and_checked_at_load(tmp_path):
+    from rlkit.optim_config import OptimizerConfig
+
+    cfg = load_config(write(tmp_path, MINIMAL))
+    assert isinstance(cfg.optim, OptimizerConfig) and cfg.optim.lr == OptimizerConfig().lr
+    with pytest.raises(ConfigError, match=r"^optim.momentum must be in \[0, 1\), got 1.5$"):
+        load_config(write(tmp_path, MINIMAL), ["optim.momentum=1.5"])

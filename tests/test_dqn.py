@@ -221,7 +221,7 @@ def test_build_policy_loads_only_the_q_network(tmp_path):
     cfg = small_cartpole(tmp_path)
     learner = DQNLearner(cfg, torch.device("cpu"), Logger(None))
     try:
-        state = learner.state_dict(include_replay=False)
+        state = learner.state_dict(optional=False)
         policy = build_policy(cfg, state, learner.envs.single_observation_space,
                               learner.envs.single_action_space, torch.device("cpu"), seed=0)
         obs = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)

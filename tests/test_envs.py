@@ -184,3 +184,14 @@ def test_spec_round_trips_through_gymnasium_make(made: str) -> None:
 @pytest.mark.parametrize("made", MADE)
 def test_gymnasium_env_checker_passes(made: str) -> None:
     check_env(MADE[made](), skip_render_check=True)  # the render check opens windows
+
+
+def test_atari_options_have_one_definition() -> None:
+    import envs
+    from agents.config import EnvConfig
+
+    with pytest.raises(ValueError, match="^unknown Atari option.s. frameskip; the options are "):
+        make_atari("Pong", frameskip=4)
+    defaults = envs.AtariOptions()
+    assert EnvConfig(id="Pong").atari_kwargs() == defaults.atari_kwargs()
+    assert tuple(defaults.atari_kwargs()) == envs.ATARI_OPTION_NAMES

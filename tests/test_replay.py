@@ -19,7 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from rlkit.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer
+from rlkit.replay import (
+    Batch,
+    PrioritizedReplayBuffer,
+    ProportionalSampler,
+    ReplayBuffer,
+    UniformSampler,
+)
 from rlkit.replay import memory as replay_memory
 from rlkit.replay.buffer import frame_ring_capacity
 
@@ -755,3 +761,37 @@ def test_lossless_conversions_are_still_accepted() -> None:
     state = buf.state_dict()
     assert list(state["count"]) == [1, 1] and [a.tolist() for a in state["actions"]] == [[1], [2]]
     np.testing.assert_array_equal(buf.sample(4).obs[0], obs)
+
+
+# ---------------------------------------------------------------------------- samplers
+def test_every_sampler_takes_the_same_calls_and_uniform_ignores_priorities() -> None:
+    buf = ReplayBuffer(16, (1,), obs_dtype=np.float32, seed=0)
+    twin = ReplayBuffer(16, (1,), obs_dtype=np.float32, sampler=UniformSampler(seed=0))
+    for b in (buf, twin):
+        for i in range(10):
+            b.add(np.array([i], np.float32), i, 0.0, np.array([i + 1], np.float32), False, False)
+    batch = buf.sample(8, beta=0.7)
+    np.testing.assert_array_equal(batch.weights, 1.0)
+    np.testing.assert_array_equal(batch.indices, twin.sample(8).indices)  # beta changes nothing
+    buf.update_priorities(batch.indices, np.full(8, 1e9))  # a no-op for uniform sampling
+    np.testing.assert_array_equal(buf.sample(64).indices, twin.sample(64, beta=0.7).indices)
+    with pytest.raises(ValueError, match="pass seed to the sampler"):
+        ReplayBuffer(16, (1,), seed=0, sampler=UniformSampler(seed=0))
+
+
+def test_a_buffer_with_a_proportional_sampler_is_the_prioritized_buffer() -> None:
+    per = vector_per(64, 40, alpha=0.7, beta=0.5)
+    buf = ReplayBuffer(
+        64, (1,), obs_dtype=np.float32, sampler=ProportionalSampler(alpha=0.7, beta=0.5, seed=0)
+    )
+    for i in range(40):
+        buf.add(np.array([i], np.float32), i, 0.0, np.array([i + 1], np.float32), False, False)
+    assert buf.nbytes == per.nbytes
+    for step in range(5):
+        a, b = per.sample(16), buf.sample(16)
+        for field in Batch.__dataclass_fields__:
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+        priorities = np.linspace(0.1, 3.0, 16) * (step + 1)
+        per.update_priorities(a.indices, priorities)
+        buf.update_priorities(b.indices, priorities)
+    per.load_state_dict(buf.state_dict())  # the same checkpoint kind

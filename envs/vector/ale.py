@@ -22,12 +22,14 @@ from ale_py.vector_env import AtariVectorEnv
 from gymnasium.vector import AutoresetMode
 
 from envs.guard import GuardedVectorEnv
+from envs.options import AtariOptions
 
 NO_FRAME_CAP = 2**31 - 1  # the native env reads 0 as "truncate at once"
 
 
 class AleVectorEnv(GuardedVectorEnv):
-    """``make_atari``-equivalent observations and infos from ale-py's threaded vector env."""
+    """``make_atari``-equivalent observations and infos from ale-py's threaded vector env,
+    for ``options`` with ``episodic_life=False``."""
 
     backend = "ale"
 
@@ -35,34 +37,33 @@ class AleVectorEnv(GuardedVectorEnv):
         self,
         game: str,
         num_envs: int,
+        options: AtariOptions,
         *,
         seed: int | None = None,
-        frame_skip: int = 4,
-        frame_stack: int = 4,
-        screen_size: int = 84,
-        noop_max: int = 30,
-        clip_rewards: bool = True,
-        fire_reset: bool = True,
-        repeat_action_probability: float = 0.0,
-        max_episode_frames: int | None = 108_000,
         num_threads: int = 0,
     ) -> None:
+        if options.episodic_life:
+            raise ValueError(
+                "AleVectorEnv cannot honour episodic_life=True (the native episodic life "
+                "restarts the whole game at every lost life); pass episodic_life=False"
+            )
+        o = options
         self._env = AtariVectorEnv(
             game,
             num_envs,
             num_threads=num_threads,
-            frameskip=frame_skip,
-            stack_num=frame_stack,
-            img_height=screen_size,
-            img_width=screen_size,
+            frameskip=o.frame_skip,
+            stack_num=o.frame_stack,
+            img_height=o.screen_size,
+            img_width=o.screen_size,
             grayscale=True,
             maxpool=True,
-            noop_max=noop_max,
-            use_fire_reset=fire_reset,
+            noop_max=o.noop_max,
+            use_fire_reset=o.fire_reset,
             episodic_life=False,
             reward_clipping=False,
-            repeat_action_probability=repeat_action_probability,
-            max_num_frames_per_episode=max_episode_frames or NO_FRAME_CAP,
+            repeat_action_probability=o.repeat_action_probability,
+            max_num_frames_per_episode=o.max_episode_frames or NO_FRAME_CAP,
             autoreset_mode=AutoresetMode.NEXT_STEP,
         )
         self.num_envs = num_envs
@@ -71,10 +72,10 @@ class AleVectorEnv(GuardedVectorEnv):
         self.observation_space = self._env.observation_space
         self.action_space = self._env.action_space
         self.metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
-        self._clip = clip_rewards
+        self._clip = o.clip_rewards
         self._pending_seed = seed
-        self._stack = frame_stack
-        self._first = np.zeros((num_envs, screen_size, screen_size), dtype=np.uint8)
+        self._stack = o.frame_stack
+        self._first = np.zeros((num_envs, o.screen_size, o.screen_size), dtype=np.uint8)
         self._age = np.zeros(num_envs, dtype=np.int64)  # agent steps since each env's reset
         self._autoreset = np.zeros(num_envs, dtype=bool)
 

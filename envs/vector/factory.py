@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 from typing import Any
 
 import gymnasium as gym
 from gymnasium.vector import VectorEnv
 
-from envs.factory import check_atari_options, make_atari, make_env
+from envs.factory import make_env
 from envs.minatar import check_minatar_id, is_minatar
+from envs.options import AtariOptions
 from envs.registry import ale_game, is_atari, unknown_env_error
 from envs.vector.ale import AleVectorEnv
 from envs.vector.shared_memory import SharedMemoryVectorEnv
@@ -19,28 +19,20 @@ from envs.vector.sync import InProcessVectorEnv
 
 BACKENDS = ("auto", "sync", "async", "ale")
 
-_ATARI_DEFAULTS = {
-    name: p.default
-    for name, p in inspect.signature(make_atari).parameters.items()
-    if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "seed"
-}
-
-
 def ale_unsupported(env_id: str, kwargs: dict[str, Any]) -> str | None:
     """Why the ``ale`` backend cannot honour these options, or None if it can."""
     if not is_atari(env_id):
         return (f"backend 'ale' runs Atari games only, {env_id!r} is not one; use backend "
                 "'sync' or 'async' (or 'auto')")
-    options = {**_ATARI_DEFAULTS, **kwargs}
-    if options["episodic_life"]:
+    if kwargs.get("episodic_life", AtariOptions.episodic_life):
         return (
             "episodic_life=True is not supported by backend 'ale' (ale-py's native episodic life "
             "restarts the whole game at every lost life); allowed: episodic_life=False, or use "
             "backend 'sync'/'async'"
         )
-    if options["render_mode"] is not None:
+    if kwargs.get("render_mode") is not None:
         return (
-            f"render_mode={options['render_mode']!r} is not supported by backend 'ale'; "
+            f"render_mode={kwargs['render_mode']!r} is not supported by backend 'ale'; "
             "allowed: render_mode=None, or use backend 'sync'/'async'"
         )
     return None
@@ -110,16 +102,9 @@ def make_vector_env(
         reason = ale_unsupported(env_id, kwargs)
         if reason is not None:
             raise ValueError(reason)
-        options = {**_ATARI_DEFAULTS, **kwargs}
-        unknown = sorted(set(options) - set(_ATARI_DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown make_atari option(s) {', '.join(unknown)}")
-        options.pop("episodic_life")
-        options.pop("render_mode")
-        check_atari_options(
-            **{k: options[k] for k in inspect.signature(check_atari_options).parameters}
-        )
-        return AleVectorEnv(ale_game(env_id), num_envs, seed=seed, **options)
+        options = {k: v for k, v in kwargs.items() if k != "render_mode"}  # None: checked above
+        return AleVectorEnv(ale_game(env_id), num_envs, AtariOptions.from_kwargs(options),
+                            seed=seed)
     seeds = [None if seed is None else seed + i for i in range(num_envs)]
     env_fns = [functools.partial(make_env, env_id, seed=s, **kwargs) for s in seeds]
     if backend == "sync":

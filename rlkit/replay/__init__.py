@@ -1,12 +1,24 @@
-"""Replay buffers (numpy only): frame-deduplicated uniform and prioritised replay, n-step returns.
+"""Replay buffers (numpy only): frame-deduplicated storage, n-step returns, pluggable sampling.
 
-``ReplayBuffer`` and ``PrioritizedReplayBuffer`` store each Atari frame once (at most 7.2 KB per
-transition at ``(4, 84, 84)``), rebuild stacks at sample time, and return a ``Batch`` of numpy
-arrays. ``SumTree`` is the flat float64 tree behind prioritised sampling.
+``ReplayBuffer`` stores each Atari frame once (at most 7.2 KB per transition at ``(4, 84, 84)``),
+rebuilds stacks at sample time, and returns a ``Batch`` of numpy arrays. Which transitions a
+batch holds is its sampler's choice: ``UniformSampler`` (the default) or ``ProportionalSampler``
+(prioritised replay on a ``SumTree``, the flat float64 tree); ``PrioritizedReplayBuffer`` is the
+buffer with the latter. Learners call ``sample`` and ``update_priorities`` alike for both.
 """
 
 from rlkit.replay.buffer import Batch, ReplayBuffer
 from rlkit.replay.prioritized import PrioritizedReplayBuffer
+from rlkit.replay.samplers import ProportionalSampler, Sampler, SlotLayout, UniformSampler
 from rlkit.replay.sum_tree import SumTree
 
-__all__ = ["Batch", "PrioritizedReplayBuffer", "ReplayBuffer", "SumTree"]
+__all__ = [
+    "Batch",
+    "PrioritizedReplayBuffer",
+    "ProportionalSampler",
+    "ReplayBuffer",
+    "Sampler",
+    "SlotLayout",
+    "SumTree",
+    "UniformSampler",
+]

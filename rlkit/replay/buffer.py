@@ -1,4 +1,7 @@
-"""Uniform experience replay with frame-deduplicated storage and n-step returns (numpy only).
+"""Experience replay with frame-deduplicated storage and n-step returns (numpy only).
+
+The buffer stores and gathers; which transitions a batch holds is its sampler's choice
+(``rlkit.replay.samplers``: uniform by default, proportional for prioritised replay).
 
 Why this layout. A DQN replay of 1M stacked Atari observations costs 28 GB when each transition
 keeps its ``(4, 84, 84)`` stack and 56 GB when it also keeps ``next_obs``. Consecutive stacks of
@@ -36,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from rlkit.replay.memory import warn_if_too_large
+from rlkit.replay.samplers import Sampler, UniformSampler
 
 TERMINATED = np.uint8(1)
 TRUNCATED = np.uint8(2)
@@ -148,7 +152,11 @@ def _as_int(value: Any, name: str, minimum: int) -> int:
 
 
 class ReplayBuffer:
-    """Uniform replay of ``(obs, action, reward, next_obs, terminated, truncated)`` transitions.
+    """Replay of ``(obs, action, reward, next_obs, terminated, truncated)`` transitions.
+
+    The buffer stores transitions and knows which can be sampled; its ``sampler`` chooses among
+    them (uniformly unless another is given, see ``rlkit.replay.samplers``). Learners call
+    ``sample`` and ``update_priorities`` alike for every sampler.
 
     Args:
         capacity: transitions kept, summed over all envs.
@@ -160,7 +168,9 @@ class ReplayBuffer:
         n_step: rewards summed per sampled transition.
         gamma: discount used for n-step returns and ``Batch.discounts``.
         num_envs: envs added together; every ``add`` argument then has a leading env axis.
-        seed: seed of the buffer's own ``np.random.Generator`` (never the global state).
+        seed: seed of the uniform sampler's own ``np.random.Generator`` (never the global
+            state); a ``sampler`` passed in brings its own seed instead.
+        sampler: how batches are drawn; default ``UniformSampler(seed)``.
     """
 
     def __init__(
@@ -176,7 +186,10 @@ class ReplayBuffer:
         gamma: float = 0.99,
         num_envs: int = 1,
         seed: int | None = None,
+        sampler: Sampler | None = None,
     ) -> None:
+        if sampler is not None and seed is not None:
+            raise ValueError("pass seed to the sampler you give, not to the buffer")
         self.num_envs = _as_int(num_envs, "num_envs", 1)
         self.n_step = _as_int(n_step, "n_step", 1)
         self.frame_stack = _as_int(frame_stack, "frame_stack", 1)
@@ -206,27 +219,34 @@ class ReplayBuffer:
         self._frame_shape = self.obs_shape[1:] if k > 1 else self.obs_shape
         frame_nbytes = int(np.prod(self._frame_shape)) * self.obs_dtype.itemsize
         base, rest = divmod(self.capacity, self.num_envs)
-        self._env_cap = np.array([base + (e < rest) for e in range(self.num_envs)], np.int64)
-        self._env_off = np.concatenate(([0], np.cumsum(self._env_cap)[:-1])).astype(np.int64)
+        self.env_capacities = np.array(
+            [base + (e < rest) for e in range(self.num_envs)], np.int64
+        )
+        """Transition slots of each env: env ``e`` owns ``env_capacities[e]`` of them."""
+        self.env_offsets = np.concatenate(([0], np.cumsum(self.env_capacities)[:-1])).astype(
+            np.int64
+        )
+        """First slot of each env: transition ``j`` of env ``e`` (counted over its whole
+        history) lives in slot ``env_offsets[e] + j % env_capacities[e]``."""
+        self.env_offsets.flags.writeable = self.env_capacities.flags.writeable = False
         self._frame_cap = np.array(
-            [frame_ring_capacity(int(c), k, frame_nbytes) for c in self._env_cap], np.int64
+            [frame_ring_capacity(int(c), k, frame_nbytes) for c in self.env_capacities], np.int64
         )
         self._frame_off = np.concatenate(([0], np.cumsum(self._frame_cap)[:-1])).astype(np.int64)
         # Python-int copies for the per-transition add path (numpy scalars are slow there).
-        self._cap_py = self._env_cap.tolist()
-        self._off_py = self._env_off.tolist()
+        self._cap_py = self.env_capacities.tolist()
+        self._off_py = self.env_offsets.tolist()
         self._fcap_py = self._frame_cap.tolist()
         self._foff_py = self._frame_off.tolist()
 
         # np.zeros maps zero pages lazily: memory is committed only as the buffer fills, so
-        # the check below still comes before any of it is used.
+        # the size check further down still comes before any of it is used.
         self._frames = np.zeros((int(self._frame_cap.sum()), *self._frame_shape), self.obs_dtype)
         self._actions = np.zeros((self.capacity, *self.action_shape), self.action_dtype)
         self._rewards = np.zeros(self.capacity, np.float32)
         self._flags = np.zeros(self.capacity, np.uint8)
         # Absolute (never wrapped) index of the newest frame of each transition's next_obs.
         self._frame_idx = np.zeros(self.capacity, np.int64)
-        warn_if_too_large(self.nbytes, type(self).__name__)
 
         self._count = [0] * self.num_envs  # transitions ever added, per env
         self._written = [0] * self.num_envs  # frames ever pushed, per env
@@ -235,18 +255,17 @@ class ReplayBuffer:
         self._done = [True] * self.num_envs  # the next add starts a new episode
         self._last_next: list[bytes | None] = [None] * self.num_envs
         self._gamma_pows = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
-        self._rng = np.random.default_rng(seed)
+        self.sampler: Sampler = UniformSampler(seed) if sampler is None else sampler
+        self.sampler.attach(self)  # before the size check: the sampler sizes its arrays here
+        warn_if_too_large(self.nbytes, type(self).__name__)
 
     # ------------------------------------------------------------------ sizes
-    def _extra_nbytes(self) -> int:
-        """Bytes a subclass adds on top of the transition storage (the PER sum tree)."""
-        return 0
-
     @property
     def nbytes(self) -> int:
-        """Bytes of all storage arrays, allocated in full (pages are committed lazily)."""
+        """Bytes of all storage arrays and the sampler's, allocated in full (pages are
+        committed lazily)."""
         arrays = (self._frames, self._actions, self._rewards, self._flags, self._frame_idx)
-        return sum(a.nbytes for a in arrays) + self._extra_nbytes()
+        return sum(a.nbytes for a in arrays) + self.sampler.nbytes
 
     @property
     def frame_capacity(self) -> int:
@@ -255,7 +274,7 @@ class ReplayBuffer:
 
     def __len__(self) -> int:
         """Transitions that can be sampled now (n-step window complete or episode ended)."""
-        return sum(hi - lo for lo, hi in map(self._env_range, range(self.num_envs)))
+        return sum(hi - lo for lo, hi in self.sampleable())
 
     def _env_range(self, e: int) -> tuple[int, int]:
         """Env ``e``'s sampleable transitions are ``lo <= j < hi`` (a contiguous range).
@@ -267,10 +286,11 @@ class ReplayBuffer:
         hi = min(count, max(count - self.n_step + 1, self._last_end[e] + 1))
         return lo, max(lo, hi)
 
-    def _ranges(self) -> tuple[np.ndarray, np.ndarray]:
-        """``_env_range`` for all envs, as two int64 arrays."""
-        lo, hi = zip(*map(self._env_range, range(self.num_envs)), strict=True)
-        return np.array(lo, np.int64), np.array(hi, np.int64)
+    def sampleable(self) -> list[tuple[int, int]]:
+        """Per env, the range ``[lo, hi)`` of transition numbers that can be sampled now."""
+        if self.num_envs == 1:
+            return [self._env_range(0)]
+        return list(map(self._env_range, range(self.num_envs)))
 
     # ------------------------------------------------------------------ add
     def add(
@@ -318,6 +338,7 @@ class ReplayBuffer:
                     bool(terminated_e[e]),
                     bool(truncated_e[e]),
                 )
+        self.sampler.added()
 
     def _per_env(
         self, x: Any, shape: tuple[int, ...], dtype: np.dtype, name: str, finite: bool = False
@@ -432,19 +453,23 @@ class ReplayBuffer:
         self._oldest[e] = oldest
 
     # ------------------------------------------------------------------ sample
-    def sample(self, batch_size: int) -> Batch:
-        """Draw ``batch_size`` sampleable transitions uniformly, with replacement."""
+    def sample(self, batch_size: int, beta: float | None = None) -> Batch:
+        """Draw ``batch_size`` sampleable transitions with replacement, as the sampler chooses.
+
+        ``beta`` is the importance-sampling exponent of a prioritised sampler (None: its
+        default); uniform sampling ignores it, its weights being 1 for every ``beta``.
+        """
         batch_size = _as_int(batch_size, "batch_size", 1)
-        lo, hi = self._ranges()
-        sizes = hi - lo
-        total = int(sizes.sum())
-        if total == 0:
-            raise ValueError(self._empty_message())
-        u = self._rng.integers(total, size=batch_size)
-        ends = np.cumsum(sizes)
-        env = np.searchsorted(ends, u, side="right")
-        j = lo[env] + u - (ends - sizes)[env]
-        return self._gather(env, j, np.ones(batch_size, np.float32))
+        try:
+            slots, weights = self.sampler.sample(batch_size, beta)
+        except LookupError:
+            raise ValueError(self._empty_message()) from None
+        return self.gather(slots, weights)
+
+    def update_priorities(self, indices: np.ndarray, priorities: np.ndarray) -> None:
+        """Pass the new priorities (|TD errors|) of a sampled batch's ``indices`` to the sampler;
+        a no-op for uniform sampling."""
+        self.sampler.update(indices, priorities)
 
     def _empty_message(self) -> str:
         return (
@@ -452,26 +477,31 @@ class ReplayBuffer:
             f"n_step={self.n_step} windows need n_step transitions or an episode end); add more"
         )
 
-    def _gather(self, env: np.ndarray, j: np.ndarray, weights: np.ndarray) -> Batch:
-        """Build the batch for transitions ``j`` of envs ``env``, all vectorised over the batch."""
-        cap = self._env_cap[env][:, None]
-        off = self._env_off[env][:, None]
-        slots = off + (j[:, None] + np.arange(self.n_step)) % cap  # (B, n)
-        first = slots[:, 0]
+    def gather(self, slots: np.ndarray, weights: np.ndarray) -> Batch:
+        """The batch of the transitions in ``slots`` (sampleable ones, as a sampler returns them)
+        with importance ``weights``, all vectorised over the batch; ``indices`` is ``slots``."""
+        if self.num_envs == 1:
+            env = np.zeros(len(slots), np.int64)
+        else:
+            env = np.searchsorted(self.env_offsets, slots, side="right") - 1
+        first = slots
         if self.n_step == 1:
             rewards = self._rewards[first]
             terminated = (self._flags[first] & TERMINATED) != 0
             steps = np.ones(first.shape, np.int64)
             last = first
         else:
-            flags = self._flags[slots]
+            cap = self.env_capacities[env][:, None]
+            off = self.env_offsets[env][:, None]
+            window = off + (first[:, None] - off + np.arange(self.n_step)) % cap  # (B, n)
+            flags = self._flags[window]
             # Step i is summed when no episode end happened at steps 0..i-1 of the window.
-            included = np.ones(slots.shape, bool)
+            included = np.ones(window.shape, bool)
             included[:, 1:] = np.cumprod(flags[:, :-1] == 0, axis=1, dtype=bool)
-            rewards = (self._rewards[slots] * self._gamma_pows[: self.n_step] * included).sum(1)
+            rewards = (self._rewards[window] * self._gamma_pows[: self.n_step] * included).sum(1)
             terminated = (included & ((flags & TERMINATED) != 0)).any(1)
             steps = included.sum(1)
-            last = slots[np.arange(len(slots)), steps - 1]
+            last = window[np.arange(len(window)), steps - 1]
         discounts = np.where(terminated, 0.0, self._gamma_pows[steps])
         size, k = len(first), self.frame_stack
         if self.n_step == 1:
@@ -509,7 +539,6 @@ class ReplayBuffer:
     # ------------------------------------------------------------------ state
     def _config(self) -> dict[str, Any]:
         return {
-            "kind": type(self).__name__,
             "capacity": self.capacity,
             "obs_shape": self.obs_shape,
             "obs_dtype": self.obs_dtype.str,
@@ -518,10 +547,12 @@ class ReplayBuffer:
             "frame_stack": self.frame_stack,
             "n_step": self.n_step,
             "num_envs": self.num_envs,
+            **self.sampler.config(),
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: storage, positions and RNG state.
+        """Everything needed to resume: storage, positions and the sampler's state (its RNG,
+        and priorities if it has them).
 
         The arrays are views of the live storage (a full Atari buffer is 7 GB; copying it would
         double that), trimmed to the part written so far: serialise before the next ``add``.
@@ -554,7 +585,7 @@ class ReplayBuffer:
             "done": np.array(self._done, bool),
             "has_last_next": np.array([r is not None for r in self._last_next], bool),
             "last_next": last_next,
-            "rng": self._rng.bit_generator.state,
+            **self.sampler.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -574,6 +605,7 @@ class ReplayBuffer:
                 + ", ".join(diffs)
                 + "; construct the buffer with the saved settings"
             )
+        self.sampler.load_state_dict(state)  # checks its part before it changes anything
         for e in range(self.num_envs):
             o, fo = self._off_py[e], self._foff_py[e]
             frames = state["frames"][e]
@@ -590,7 +622,7 @@ class ReplayBuffer:
             np.ascontiguousarray(state["last_next"][e], self.obs_dtype).tobytes() if has else None
             for e, has in enumerate(state["has_last_next"])
         ]
-        self._rng.bit_generator.state = state["rng"]
+        self.sampler.attach(self)  # the sampler's state describes the restored contents
 
 
 def _normalise(value: Any) -> Any:
