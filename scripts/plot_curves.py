@@ -8,7 +8,8 @@ in two panels: emulator frames (agent steps x the run's frame skip for Atari; en
 and wall time spent running (gaps between a Ctrl-C and ``rlkit train --resume`` left out; a
 resumed run's event files are stitched into one curve, see ``agents/curves.py``). Horizontal
 lines: ``--published`` draws the game's published scores (``agents/published_results.py``),
-``--reference LABEL=SCORE`` any other. Needs the plot extra: ``pip install -e '.[plot]'``.
+``--reference LABEL=SCORE`` any other. ``--per-game`` draws one panel per game instead (score
+against frames), for runs on several games. Needs the plot extra: ``pip install -e '.[plot]'``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import sys
 from pathlib import Path
 
 from agents.cli import _Parser
-from agents.curves import SCORE_TAG, CurveError, read_curve, run_env
-from agents.plotting import PlotError, plot_learning_curves
+from agents.curves import SCORE_TAG, Curve, CurveError, read_curve, run_env
+from agents.plotting import PlotError, plot_game_panels, plot_learning_curves
 from agents.published_results import Reference, references_for
 
 
@@ -41,6 +42,19 @@ def published(run_dirs: list[Path]) -> list[Reference]:
     for run_dir in run_dirs:
         refs += [r for r in references_for(run_env(run_dir)[0]) if r not in refs]
     return refs
+
+
+def per_game(
+    run_dirs: list[Path], curves: list[Curve], with_published: bool, extra: list[Reference]
+) -> list[tuple[str, list[Curve], list[Reference]]]:
+    """Runs grouped by env id, in order of first appearance: (id, its curves, its lines)."""
+    games: dict[str, list[Curve]] = {}
+    for run_dir, curve in zip(run_dirs, curves, strict=True):
+        games.setdefault(run_env(run_dir)[0], []).append(curve)
+    return [
+        (env_id, game_curves, [*(references_for(env_id) if with_published else ()), *extra])
+        for env_id, game_curves in games.items()
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LABEL=SCORE",
         help="draw a horizontal line (repeatable)",
     )
+    parser.add_argument(
+        "--per-game",
+        action="store_true",
+        help="one panel per game (score against frames), for runs on several games",
+    )
     parser.add_argument("--title", default=None, help="figure title")
     return parser
 
@@ -85,6 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         curves = [
             read_curve(run, args.tag, frames_per_step=args.frames_per_step) for run in args.run_dirs
         ]
+        if args.per_game:
+            out = plot_game_panels(
+                per_game(args.run_dirs, curves, args.published, args.reference),
+                args.out,
+                window=args.window,
+                title=args.title,
+            )
+            print(f"wrote {out}")
+            return 0
         refs = (published(args.run_dirs) if args.published else []) + args.reference
         out = plot_learning_curves(
             curves,

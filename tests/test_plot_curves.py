@@ -164,6 +164,26 @@ def test_published_lines_come_from_the_runs_game(tmp_path: Path) -> None:
     assert plot_curves.published([cartpole]) == []
 
 
+def test_per_game_groups_runs_by_game_with_each_games_lines(tmp_path: Path) -> None:
+    breakout = [
+        _scores(_config(tmp_path / f"breakout{i}", "MinAtar/Breakout-v0"), [0, 1, 3, 5])
+        for i in range(2)
+    ]
+    invaders = _scores(_config(tmp_path / "invaders", "MinAtar/SpaceInvaders-v0"), [5, 20, 40])
+    runs = [breakout[0], invaders, breakout[1]]
+    curves = [read_curve(run) for run in runs]
+    games = plot_curves.per_game(runs, curves, True, [])
+    assert [(name, len(game_curves)) for name, game_curves, _ in games] == [
+        ("MinAtar/Breakout-v0", 2),
+        ("MinAtar/SpaceInvaders-v0", 1),
+    ]
+    assert [r.score for r in games[1][2]] == [43.0, 185.0]  # the MinAtar paper's, not Breakout's
+    out = tmp_path / "games.png"
+    args = [str(run) for run in runs]
+    assert plot_curves.main([*args, "--out", str(out), "--per-game", "--published"]) == 0
+    assert out.read_bytes()[:8] == PNG_MAGIC
+
+
 def _one_error_line(err: str, expected: str) -> None:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
