@@ -145,14 +145,88 @@ class PAACConfig:
 
     def validate(self) -> list[str]:
         """Cross-field problems, one line each, for ``ConfigError``."""
-        problems = []
-        if self.t_max < 1:
-            problems.append(f"agent.t_max must be >= 1, got {self.t_max}")
-        if not 0.0 <= self.gamma <= 1.0:
-            problems.append(f"agent.gamma must be in [0, 1], got {self.gamma}")
-        for name in ("entropy_coef", "value_coef"):
-            if getattr(self, name) < 0:
-                problems.append(f"agent.{name} must be >= 0, got {getattr(self, name)}")
-        if any(width < 1 for width in self.mlp_hidden):
-            problems.append(f"agent.mlp_hidden widths must be >= 1, got {self.mlp_hidden}")
+        return _range_problems(self, counts=("t_max",), fractions=("gamma",),
+                               nonnegative=("entropy_coef", "value_coef"))
+
+
+@dataclass
+class PPOConfig:
+    """PPO with the clipped surrogate objective (Schulman et al. 2017) and generalised advantage
+    estimation (Schulman et al. 2016); defaults are CleanRL's ``ppo_atari.py`` (the paper's
+    Atari settings with a shared network).
+
+    The optimizer, gradient clip and LR annealing live in the ``optim`` section; CleanRL's are
+    ``name: adam, lr: 2.5e-4, eps: 1e-5, max_grad_norm: 0.5, lr_schedule: linear, lr_final: 0``.
+    """
+
+    algo: Literal["ppo"] = "ppo"
+    """Proximal policy optimisation (on-policy, several epochs over each rollout)."""
+    encoder: Literal["auto", "nature", "nips", "minatar", "mlp"] = "auto"
+    """Observation encoder (``agents.networks``): ``auto`` = ``nature`` (the PPO paper's and
+    CleanRL's Atari network) for Atari images, ``minatar`` (conv 16 3x3/1, fc 128) for images too
+    small for it (MinAtar's 10x10), ``mlp`` for vectors; or name one."""
+    mlp_hidden: list[int] = field(default_factory=lambda: [64, 64])
+    """Hidden layer widths of the MLP encoder (vector observations only)."""
+    n_steps: int = 128
+    """Rollout length: steps per env between two rounds of updates."""
+    n_epochs: int = 4
+    """Passes over each rollout, each in freshly shuffled minibatches."""
+    num_minibatches: int = 4
+    """Minibatches per epoch: the rollout's ``n_steps x num_envs`` transitions split evenly
+    (autoreset steps, which are not transitions, left out)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE's lambda: 0 = one-step TD advantages, 1 = Monte Carlo returns to the rollout's end."""
+    clip_range: float = 0.1
+    """epsilon of the clipped surrogate: the probability ratio counts only within 1 +- epsilon."""
+    clip_range_final: float | None = None
+    """Anneal ``clip_range`` linearly to this over the learning rate's horizon
+    (``optim.lr_decay_steps``, or ``train.steps``), as OpenAI Baselines' Atari PPO and rl-zoo3's
+    ``lin_0.1`` do (to 0); null = constant."""
+    value_clip_range: float | None = None
+    """Clip the value update like the policy's: ``V`` may move at most this far from the
+    rollout's value estimate before the loss stops rewarding it (the elementwise max of the
+    clipped and unclipped squared errors, OpenAI Baselines' PPO2); null = plain squared error.
+    CleanRL's ``clip_vloss`` uses the policy's ``clip_range``."""
+    entropy_coef: float = 0.01
+    """Entropy bonus c2."""
+    value_coef: float = 0.5
+    """Weight c1 of the value loss ``0.5 * mean((V - R)^2)`` (the 0.5 is CleanRL's)."""
+    normalize_advantages: bool = True
+    """Standardise the advantages within each minibatch (mean 0, std 1)."""
+
+    def validate(self) -> list[str]:
+        """Cross-field problems, one line each, for ``ConfigError``."""
+        problems = _range_problems(self, counts=("n_steps", "n_epochs", "num_minibatches"),
+                                   fractions=("gamma", "gae_lambda"),
+                                   nonnegative=("entropy_coef", "value_coef"))
+        if self.clip_range <= 0:
+            problems.append(f"agent.clip_range must be > 0, e.g. 0.1 or 0.2, got {self.clip_range}")
+        final = self.clip_range_final
+        if final is not None and not 0.0 <= final <= self.clip_range:
+            problems.append(f"agent.clip_range_final must be in [0, agent.clip_range] or null, "
+                            f"got {final}")
+        if self.value_clip_range is not None and self.value_clip_range <= 0:
+            problems.append(f"agent.value_clip_range must be > 0 or null, got "
+                            f"{self.value_clip_range}")
         return problems
+
+
+def _range_problems(config: PAACConfig | PPOConfig, *, counts: tuple[str, ...],
+                    fractions: tuple[str, ...], nonnegative: tuple[str, ...]) -> list[str]:
+    """One line per field of an actor-critic config out of its range: ``counts`` >= 1,
+    ``fractions`` in [0, 1], ``nonnegative`` >= 0, and every ``mlp_hidden`` width >= 1."""
+    problems = []
+    for name in counts:
+        if getattr(config, name) < 1:
+            problems.append(f"agent.{name} must be >= 1, got {getattr(config, name)}")
+    for name in fractions:
+        if not 0.0 <= getattr(config, name) <= 1.0:
+            problems.append(f"agent.{name} must be in [0, 1], got {getattr(config, name)}")
+    for name in nonnegative:
+        if getattr(config, name) < 0:
+            problems.append(f"agent.{name} must be >= 0, got {getattr(config, name)}")
+    if any(width < 1 for width in config.mlp_hidden):
+        problems.append(f"agent.mlp_hidden widths must be >= 1, got {config.mlp_hidden}")
+    return problems

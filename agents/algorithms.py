@@ -17,7 +17,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agents.algo_configs import DQNConfig, PAACConfig
+from agents.algo_configs import DQNConfig, PAACConfig, PPOConfig
 
 if TYPE_CHECKING:
     from agents.check import Probe
@@ -69,6 +69,13 @@ ALGORITHMS: dict[str, Algorithm] = {
         policy="agents.paac:build_policy",
         acting_state=("net",),
         probe="agents.check:PAACProbe",
+    ),
+    "ppo": Algorithm(
+        config=PPOConfig,
+        learner="agents.ppo:PPOLearner",
+        policy="agents.ppo:build_policy",
+        acting_state=("net",),
+        probe="agents.check:PPOProbe",
     ),
 }
 """``agent.algo`` -> its ``Algorithm``."""

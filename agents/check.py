@@ -2,11 +2,13 @@
 
 Before a long run, in well under a minute on a CPU, the learner that ``rlkit train`` would build
 (network, loss, optimizer, clipping, LR schedule and env) is probed on real experience: a replay
-buffer filled by random play (DQN) or rollouts of the initial policy (PAAC). Each check gives one
-line, PASS, WARN or FAIL, with the measured number, the expectation and what to change:
+buffer filled by random play (DQN) or rollouts of the initial policy (PAAC, PPO). Each check
+gives one line, PASS, WARN or FAIL, with the measured number, the expectation and what to
+change:
 
-1. initial values: PAAC's policy entropy against ``ln(number of actions)``; V or Q near 0; the
-   initial loss against its prediction for an ideal initialisation (outputs 0, uniform policy);
+1. initial values: the policy entropy (PAAC, PPO) against ``ln(number of actions)``; V or Q near
+   0; the initial loss against its prediction for an ideal initialisation (outputs 0, uniform
+   policy);
 2. gradients: a float64 finite-difference check of the loss on a real batch
    (``rlkit.gradcheck``), and the gradient with respect to the network's outputs against the
    algorithm's formula (the semi-gradient: a critic that also learns through the advantage, or
@@ -22,6 +24,7 @@ line, PASS, WARN or FAIL, with the measured number, the expectation and what to 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import os
 import statistics
@@ -39,10 +42,12 @@ from torch import Tensor, nn
 
 import agents.dqn as dqn
 import agents.paac as paac
+import agents.ppo as ppo
 from agents.algorithms import algorithm
 from agents.config import Config
 from agents.dqn import DQNLearner
 from agents.paac import PAACLearner, Rollout
+from agents.ppo import Batch, PPOLearner
 from agents.runner import check_env_id, make_learner, seed_everything
 from rlkit.device import resolve_device
 from rlkit.gradcheck import gradcheck
@@ -229,6 +234,11 @@ class Probe(ABC):
     def observations(self, batches: list[Any]) -> Tensor:
         """The observations of ``batches``, stacked (the dead-unit check's inputs)."""
         raise NotImplementedError
+
+    def random_targets(self, batch: Any, seed: int) -> Any:
+        """``batch`` with what its regression fits redrawn at random (the overfitting check):
+        the rewards, from which DQN's TD targets and PAAC's returns are computed."""
+        return _random_values(batch, "rewards", seed)
 
 
 def _to64(batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -573,33 +583,204 @@ class PAACProbe(Probe):
                 (pi - onehot) * advantage.unsqueeze(-1)
                 + agent.entropy_coef * pi * (log_pi + entropy)
             )
-        critic, actor = _rel(g_values, want_v), _rel(g_logits, want_logits)
-        result = _formula_result(
-            "actor-critic gradient",
-            max(critic, actor),
+        return _actor_critic_result(
+            _rel(g_values, want_v),
+            _rel(g_logits, want_logits),
             "dL/dV = 2c(V-R)w/n_e (advantage detached); dL/dlogits = w/n_e((pi-onehot)A"
             "+b*pi(log pi+H))",
             "the critic's gradient differs from value_coef * d(R-V)^2: detach the advantage "
-            "in the policy term"
-            if critic > actor
-            else "the policy gradient differs from (pi - onehot(a)) * A - entropy_coef * dH",
+            "in the policy term",
+            "the policy gradient differs from (pi - onehot(a)) * A - entropy_coef * dH",
         )
-        result.data.update(critic=critic, actor=actor)
-        return result
 
     def projection(self, update_seconds: float) -> tuple[float, str]:
-        steps = self.cfg.train.steps
-        per_update = self.agent.t_max * self.learner.total_envs
-        updates = steps / per_update
-        seconds = steps * self.env_seconds_per_step + updates * update_seconds
-        how = (
-            f"{steps:,} steps at {1 / self.env_seconds_per_step:,.0f} steps/s acting, "
-            f"{updates:,.0f} updates at {update_seconds * 1e3:.1f} ms"
+        updates = self.cfg.train.steps / (self.agent.t_max * self.learner.total_envs)
+        return _on_policy_projection(self, updates, update_seconds)
+
+
+class PPOProbe(Probe):
+    """Batches are the minibatches of real rollouts of the initial policy, cut as the learner
+    cuts them (``learner.collect``, then the first epoch of ``learner.minibatches``): each holds
+    its observations and the rollout's constants (old log-probabilities and values, advantages,
+    returns), so the loss can be evaluated again after the weights change. One batch is one
+    optimizer update, the unit of the update/weight ratio."""
+
+    def __init__(self, learner: PPOLearner, cfg: Config) -> None:
+        super().__init__(learner, cfg)
+        self.model = learner.net
+        self.agent = learner.agent
+        self.env_seconds_per_step = 0.0
+        self.reward_unit = 1.0
+
+    def collect(self, count: int) -> list[dict[str, Tensor]]:
+        learner = self.learner
+        out: list[dict[str, Tensor]] = []
+        start, steps = time.perf_counter(), learner.env_steps
+        while len(out) < count:
+            rollout = learner.collect()
+            self.reward_unit = max(self.reward_unit, _reward_unit(rollout.rewards[rollout.mask]))
+            first_epoch = itertools.islice(learner.minibatches(rollout), self.agent.num_minibatches)
+            out += [batch._asdict() for batch in first_epoch]
+        self.env_seconds_per_step = (time.perf_counter() - start) / (learner.env_steps - steps)
+        return out[:count]
+
+    def _ppo(
+        self,
+        logits: Tensor,
+        values: Tensor,
+        b: dict[str, Tensor],
+        *,
+        entropy_coef: float | None = None,
+        value_clip: bool = True,
+    ) -> ppo.PPOLoss:
+        agent = self.agent
+        return ppo.ppo_loss(
+            logits,
+            values,
+            b["actions"],
+            b["log_probs"],
+            b["values"],
+            b["advantages"],
+            b["returns"],
+            clip_range=self.learner.clip_range,
+            entropy_coef=agent.entropy_coef if entropy_coef is None else entropy_coef,
+            value_coef=agent.value_coef,
+            value_clip_range=agent.value_clip_range if value_clip else None,
+            normalize_advantages=agent.normalize_advantages,
         )
-        return seconds, how
+
+    def train_step(self, b: dict[str, Tensor]) -> float:
+        start = time.perf_counter()
+        self.learner.learn_minibatch(Batch(**b))
+        return time.perf_counter() - start
+
+    def small(self, b: dict[str, Tensor]) -> dict[str, Tensor]:
+        keep = _first_occurrences(b["obs"])[:8]
+        return {k: v[keep] for k, v in b.items()}
+
+    def frozen_loss(self, net: nn.Module, b: dict[str, Tensor]) -> Callable[[nn.Module], LossParts]:
+        # Everything the loss takes from the rollout is a constant of the batch already.
+        def loss(model: nn.Module) -> LossParts:
+            logits, values = model(b["obs"])
+            total = self._ppo(logits, values, b).total
+            # With zero advantages and no entropy bonus only the value term is left; without
+            # value clipping, which bounds how far one rollout moves V, not what V can fit.
+            still = {**b, "advantages": torch.zeros_like(b["advantages"])}
+            fit = self._ppo(logits, values, still, entropy_coef=0.0, value_clip=False).total
+            return LossParts(total, fit)
+
+        return loss
+
+    def random_targets(self, batch: dict[str, Tensor], seed: int) -> dict[str, Tensor]:
+        """The value targets (returns) redrawn: they are constants of a PPO batch."""
+        return _random_values(batch, "returns", seed)
+
+    def observations(self, batches: list[dict[str, Tensor]]) -> Tensor:
+        return torch.cat([b["obs"] for b in batches])
+
+    def initial_checks(self, b: dict[str, Tensor]) -> list[CheckResult]:
+        with torch.no_grad():
+            logits, values = self.model(b["obs"])
+            actual = float(self._ppo(logits, values, b).total)
+        n_actions = logits.shape[-1]
+        log_p = F.log_softmax(logits.double(), -1)
+        entropy = float(-(log_p.exp() * log_p).sum(-1).mean())
+        return [
+            _entropy_result(entropy, n_actions),
+            _outputs_near_zero("initial V", values, self.reward_unit),
+            self._initial_loss(b, actual, n_actions),
+        ]
+
+    def _initial_loss(self, b: dict[str, Tensor], actual: float, n_actions: int) -> CheckResult:
+        """With the acting policy (ratio 1), a uniform policy and V = 0: the surrogate is
+        ``-mean(A)`` (0 with normalised advantages), the value term ``0.5 * mean(R^2)`` and the
+        entropy ``ln A``, so the loss is ``-mean(A) + c1 * 0.5 * mean(R^2) - c2 * ln A``."""
+        agent = self.agent
+        advantages, returns = b["advantages"].double(), b["returns"].double()
+        policy = 0.0 if agent.normalize_advantages else -float(advantages.mean())
+        ln_a = math.log(n_actions)
+        value = 0.5 * float(returns.pow(2).mean())
+        predicted = policy + agent.value_coef * value - agent.entropy_coef * ln_a
+        unit = 1.0 + agent.value_coef * (self.reward_unit + 0.5)
+        return _compare_loss(
+            actual, predicted, unit, "-mean(A) + c1*0.5*mean(R^2) - c2*lnA with pi uniform, V = 0"
+        )
+
+    def output_gradient(self, b: dict[str, Tensor]) -> CheckResult:
+        """The critic may learn only from its own term: dL/dV = c1 (V - R) / B; the actor's
+        gradient is dL/dlogits = ((pi - onehot(a)) * ratio * A' + c2 * pi * (log pi + H)) / B
+        where the surrogate is not clipped, A' the (normalised) advantage."""
+        agent = self.agent
+        b = _to64(b)
+        with torch.no_grad():
+            logits, values = (x.double() for x in self.model(b["obs"].to(b["obs"].device)))
+        logits.requires_grad_(True)
+        values.requires_grad_(True)
+        out = self._ppo(logits, values, b)
+        g_logits, g_values = torch.autograd.grad(out.total, (logits, values))
+        with torch.no_grad():
+            n = values.shape[0]
+            log_pi = F.log_softmax(logits, -1)
+            pi = log_pi.exp()
+            entropy = -(pi * log_pi).sum(-1, keepdim=True)
+            onehot = F.one_hot(b["actions"].long(), logits.shape[-1]).double()
+            ratio = (
+                log_pi.gather(-1, b["actions"].long().unsqueeze(-1)).squeeze(-1) - b["log_probs"]
+            ).exp()
+            adv = b["advantages"]
+            if agent.normalize_advantages:
+                adv = (adv - adv.mean()) / (adv.std(correction=0) + 1e-8)
+            eps = self.learner.clip_range
+            clipped = ((adv > 0) & (ratio > 1 + eps)) | ((adv < 0) & (ratio < 1 - eps))
+            live = torch.where(clipped, 0.0, ratio * adv)
+            want_v = agent.value_coef * (values - b["returns"]) / n
+            want_logits = (
+                (pi - onehot) * live.unsqueeze(-1) + agent.entropy_coef * pi * (log_pi + entropy)
+            ) / n
+        return _actor_critic_result(
+            _rel(g_values, want_v),
+            _rel(g_logits, want_logits),
+            "dL/dV = c1(V-R)/B (returns fixed); dL/dlogits = ((pi-onehot)*ratio*A"
+            "+c2*pi(log pi+H))/B unclipped",
+            "the critic's gradient differs from value_coef * d 0.5(V-R)^2: hold the returns "
+            "and the advantages fixed",
+            "the policy gradient differs from the clipped surrogate's minus the entropy's",
+        )
+
+    def projection(self, update_seconds: float) -> tuple[float, str]:
+        agent = self.agent
+        rollouts = self.cfg.train.steps / (agent.n_steps * self.learner.total_envs)
+        updates = rollouts * agent.n_epochs * agent.num_minibatches
+        return _on_policy_projection(self, updates, update_seconds)
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+def _actor_critic_result(
+    critic: float, actor: float, expected: str, critic_advice: str, actor_advice: str
+) -> CheckResult:
+    """The actor-critic gradient line: the worse of the critic's and the actor's relative
+    errors, with the advice for the worse one."""
+    result = _formula_result(
+        "actor-critic gradient",
+        max(critic, actor),
+        expected,
+        critic_advice if critic > actor else actor_advice,
+    )
+    result.data.update(critic=critic, actor=actor)
+    return result
+
+
+def _on_policy_projection(probe: Probe, updates: float, update_seconds: float) -> tuple[float, str]:
+    """Acting (env steps and forward passes, measured together) plus ``updates`` updates."""
+    steps = probe.cfg.train.steps
+    seconds = steps * probe.env_seconds_per_step + updates * update_seconds
+    how = (
+        f"{steps:,} steps at {1 / probe.env_seconds_per_step:,.0f} steps/s acting, "
+        f"{updates:,.0f} updates at {update_seconds * 1e3:.1f} ms"
+    )
+    return seconds, how
 
 
 def _timed(fn: Callable[[], Any], repeat: int) -> float:
@@ -711,13 +892,26 @@ def check_gradients(probe: Probe, batch: Any) -> CheckResult:
     net = copy.deepcopy(probe.model).double()
     loss = probe.frozen_loss(net, _to64(probe.small(batch)))
     report = gradcheck(lambda: loss(net).total, net, coords_per_tensor=4, h=1e-6)
+    rechecked = report.unchecked
+    if report.passed and rechecked:
+        # Every coordinate tried sat on a kink: units exactly at a ReLU's 0, as zero biases
+        # (PPO's orthogonal init) give on all-zero input patches (MinAtar's sparse frames).
+        # Check those tensors again a small random step away from the initial weights (the
+        # notes advise checking after a short burn-in anyway).
+        _nudge(net, probe.cfg.train.seed)
+        named = dict(net.named_parameters())
+        again = gradcheck(
+            lambda: loss(net).total, {n: named[n] for n in rechecked}, coords_per_tensor=4, h=1e-6
+        )
+        report.tensors.update(again.tensors)
     worst_name, worst = max(report.worst.items(), key=lambda kv: kv[1])
     status = PASS if report.passed and not report.unchecked else FAIL
     checked = sum(t.checked for t in report.tensors.values())
+    off_kink = f", {', '.join(rechecked)} off a kink" if rechecked else ""
     return CheckResult(
         "gradient check",
         status,
-        f"worst rel. error {worst:.1e} ({worst_name}; {checked} coordinates)",
+        f"worst rel. error {worst:.1e} ({worst_name}; {checked} coordinates{off_kink})",
         f"<= {report.tolerance:g} (float64 centred differences)",
         ""
         if status == PASS
@@ -727,8 +921,19 @@ def check_gradients(probe: Probe, batch: Any) -> CheckResult:
             "worst": report.worst,
             "kinks_skipped": report.kinks_skipped,
             "unchecked": report.unchecked,
+            "rechecked_off_kink": rechecked,
         },
     )
+
+
+@torch.no_grad()
+def _nudge(net: nn.Module, seed: int) -> None:
+    """Move every parameter by Gaussian noise of 1e-3 times its RMS (1e-3 for all-zero ones)."""
+    generator = torch.Generator().manual_seed(seed)
+    for p in net.parameters():
+        rms = float(p.pow(2).mean().sqrt())
+        noise = torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device)
+        p.add_(noise * 1e-3 * (rms if rms > 0 else 1.0))
 
 
 def warmup_steps(optimizer: torch.optim.Optimizer) -> int:
@@ -866,7 +1071,7 @@ def check_overfit(probe: Probe, batch: Any) -> CheckResult:
     the real observations are redrawn uniformly in +-1 reward scale, so there is something to
     fit: the initial outputs already match the real targets of a batch without rewards (most of
     Pong's). Fitted: below 10% of the starting loss."""
-    small = _random_rewards(probe.small(batch), probe.cfg.train.seed)
+    small = probe.random_targets(probe.small(batch), probe.cfg.train.seed)
     fit = probe.frozen_loss(probe.model, small)
     with torch.no_grad():
         start = float(fit(probe.model).fit)
@@ -895,13 +1100,13 @@ def check_overfit(probe: Probe, batch: Any) -> CheckResult:
     )
 
 
-def _random_rewards(batch: dict[str, Tensor], seed: int) -> dict[str, Tensor]:
-    """``batch`` with its rewards drawn from ``U(-u, u)``, u the batch's reward scale."""
-    rewards = batch["rewards"]
+def _random_values(batch: dict[str, Tensor], key: str, seed: int) -> dict[str, Tensor]:
+    """``batch`` with ``batch[key]`` drawn from ``U(-u, u)``, u its scale (at least 1)."""
+    values = batch[key]
     generator = torch.Generator().manual_seed(seed)
-    noise = torch.rand(rewards.shape, generator=generator, dtype=torch.float64) * 2 - 1
-    scale = _reward_unit(rewards)
-    return {**batch, "rewards": (noise * scale).to(rewards.dtype).to(rewards.device)}
+    noise = torch.rand(values.shape, generator=generator, dtype=torch.float64) * 2 - 1
+    scale = _reward_unit(values)
+    return {**batch, key: (noise * scale).to(values.dtype).to(values.device)}
 
 
 def check_throughput(probe: Probe, update_seconds: float) -> CheckResult:

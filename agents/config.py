@@ -486,12 +486,16 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 def change_budget(cfg: Config, steps: int) -> list[str]:
     """Set ``cfg.train.steps`` to ``steps`` without changing anything else about the run.
 
-    A schedule whose horizon key is null follows ``train.steps`` (PAAC's and DQN's LR annealing,
-    prioritised replay's beta annealing); a new budget on resume would silently stretch it. Each
-    such horizon in use is pinned to the old budget first; returns the keys pinned.
+    A schedule whose horizon key is null follows ``train.steps`` (the learners' LR annealing,
+    PPO's clip-range annealing, prioritised replay's beta annealing); a new budget on resume
+    would silently stretch it. Each such horizon in use is pinned to the old budget first;
+    returns the keys pinned.
     """
     pinned = []
-    if cfg.optim.lr_schedule in ("linear", "cosine") and cfg.optim.lr_decay_steps is None:
+    # PPO's clip-range annealing follows the LR's horizon (agents.algo_configs.PPOConfig).
+    clip_annealed = getattr(cfg.agent, "clip_range_final", None) is not None
+    lr_annealed = cfg.optim.lr_schedule in ("linear", "cosine")
+    if (lr_annealed or clip_annealed) and cfg.optim.lr_decay_steps is None:
         cfg.optim.lr_decay_steps = cfg.train.steps
         pinned.append("optim.lr_decay_steps")
     if getattr(cfg.agent, "prioritized", False) and cfg.agent.per_beta_steps is None:

@@ -1,4 +1,4 @@
-"""The interface between one algorithm (DQN, PAAC) and the shared training runner, and the
+"""The interface between one algorithm (DQN, PAAC, PPO) and the shared training runner, and the
 skeleton every learner is built on.
 
 The runner (run directory, progress bar, TensorBoard, checkpoints, Ctrl-C, resume, periodic
@@ -8,14 +8,19 @@ optimizer step (``UpdateStep``), the logging cadence and its device-side accumul
 evaluation actions, checkpoint state and closing. An algorithm module subclasses it with its
 network, its loss and its way of collecting experience: ``_step``, ``_state``/``_load_state``,
 ``_extra_scalars`` and, if it has state a checkpoint may leave out, ``optional_state``.
+
+The on-policy actor-critics (PAAC, PPO) share more: ``ActorCriticLearner`` holds their network,
+action sampling, env stepping into a rollout (``EnvRecord``), evaluation policy
+(``ActorCriticPolicy``) and checkpoint state; each adds its rollout and its update.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -23,13 +28,15 @@ import torch
 
 from agents.environments import capture_env_stream, make_train_envs, resume_env_stream
 from agents.episodes import Episode, EpisodeTracker
+from agents.networks import ActorCritic, sample_actions
+from envs import array_shape
 from rlkit.distributed import DistributedContext
 from rlkit.optim import build_optimizer
 from rlkit.update import UpdateStep
 
 if TYPE_CHECKING:
     from agents.config import Config
-    from agents.policy import Policy
+    from agents.policy import Policy, PolicyBuilder
     from rlkit.logger import Logger
 
 
@@ -263,6 +270,184 @@ class LearnerBase(ABC):
 
     def close(self) -> None:
         self.envs.close()
+
+
+def seeded_generator(device: torch.device, seed: int | None) -> torch.Generator:
+    """A generator of its own on ``device``, seeded (or from the OS with None)."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+class ActorCriticPolicy:
+    """Acting from an ``agents.networks.ActorCritic`` (evaluation: from a checkpoint, or the
+    learner's ``act``), sampling with its own ``generator``.
+
+    Evaluation samples from the policy (the stochastic policy is what was trained);
+    ``greedy=True`` takes its argmax instead. ``epsilon`` is accepted for the shared evaluation
+    protocol and ignored: a stochastic policy explores by itself.
+    """
+
+    explores_with_epsilon = False  # named in rlkit evaluate's protocol
+
+    def __init__(self, net: torch.nn.Module, device: torch.device,
+                 generator: torch.Generator) -> None:
+        self.net = net
+        self.device = device
+        self.generator = generator
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, *, greedy: bool = False, epsilon: float = 0.0) -> np.ndarray:
+        del epsilon
+        logits, _ = self.net(torch.as_tensor(np.asarray(obs)).to(self.device, non_blocking=True))
+        actions = logits.argmax(-1) if greedy else sample_actions(logits, self.generator)
+        return actions.cpu().numpy()
+
+
+NetworkFactory = Callable[[Any, gym.Space, gym.Space], torch.nn.Module]
+"""``network(agent_config, observation_space, action_space)``: an actor-critic's network."""
+
+
+def actor_critic_network(algo: str, *, image_default: str, init: Literal[
+        "torch_uniform", "orthogonal"]) -> NetworkFactory:
+    """The ``NetworkFactory`` of an actor-critic whose config has ``encoder`` and
+    ``mlp_hidden``: an ``agents.networks.ActorCritic`` with ``image_default`` for Atari images
+    and the ``init`` scheme; ``algo`` names the algorithm in the error for other action spaces."""
+
+    def network(agent: Any, observation_space: gym.Space, action_space: gym.Space
+                ) -> ActorCritic:
+        return ActorCritic(array_shape(observation_space, "observation"),
+                           discrete_actions(action_space, algo), encoder=agent.encoder,
+                           mlp_hidden=agent.mlp_hidden, image_default=image_default, init=init)
+
+    return network
+
+
+def actor_critic_policy_builder(network: NetworkFactory) -> PolicyBuilder:
+    """An actor-critic algorithm's ``build_policy`` (``agents.policy.PolicyBuilder``), given its
+    ``network(agent, observation_space, action_space)``."""
+
+    def build_policy(cfg: Config, learner_state: dict[str, Any], observation_space: gym.Space,
+                     action_space: gym.Space, device: torch.device, *, seed: int | None = None
+                     ) -> ActorCriticPolicy:
+        """A checkpoint's sampling policy: the actor-critic alone (EMA weights with
+        ``train.eval_ema``), sampling with a generator seeded with ``seed`` (from the OS if
+        None)."""
+        net = network(cfg.agent, observation_space, action_space)
+        return ActorCriticPolicy(load_acting_net(net, learner_state, "net", device), device,
+                                 seeded_generator(device, seed))
+
+    return build_policy
+
+
+@dataclass
+class EnvRecord:
+    """What the envs returned over ``T`` vector steps of ``n_e`` envs: ``(T, n_e)`` arrays."""
+
+    rewards: np.ndarray
+    """float32 rewards as the envs gave them."""
+    terminated: np.ndarray
+    """bool: the episode ended in a terminal state (no bootstrap)."""
+    truncated: np.ndarray
+    """bool: the episode was cut by a time limit (bootstrap from V(final obs))."""
+    mask: np.ndarray
+    """bool: False for NEXT_STEP autoreset steps, which are not transitions."""
+
+    @classmethod
+    def empty(cls, steps: int, num_envs: int) -> EnvRecord:
+        shape = (steps, num_envs)
+        return cls(np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=bool),
+                   np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool))
+
+    def to(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """``(rewards, terminated, truncated, mask)`` as tensors on ``device``."""
+        return tuple(torch.from_numpy(a).to(device, non_blocking=True)
+                     for a in (self.rewards, self.terminated, self.truncated, self.mask))
+
+
+class ActorCriticLearner(LearnerBase):
+    """``LearnerBase`` for on-policy actor-critics (PAAC, PPO): one network ``net`` built by the
+    algorithm's ``network(agent, observation_space, action_space)``, updated
+    ``updates_per_rollout`` times per rollout of ``rollout_steps`` steps of every env.
+
+    Autoreset: gymnasium's NEXT_STEP autoreset makes the step after an episode end a reset step
+    (reward 0, action ignored). ``autoreset`` remembers which envs ended on the previous step,
+    across rollouts too; ``_play`` masks those steps out (``EnvRecord.mask``) and out of the
+    episode tracker. At a truncation the step's observation is the real final one, so the value
+    of the next step's input is the right bootstrap value.
+
+    Resume: the state holds the network, the update step, counters, both sampling generators
+    and, for in-process picklable envs (CartPole), the envs themselves, so that a resumed run
+    continues exactly; emulators cannot be pickled and start new games seeded by the step count.
+
+    Data-parallel (``dist`` with N ranks, docs/distributed.md): each rank owns envs
+    ``r*n_e .. (r+1)*n_e - 1`` of an ``N*n_e``-env run and samples their actions from the same
+    stream that run would (``_sample``), and gradients are averaged; ``env_steps`` counts all
+    ranks' steps.
+    """
+
+    eval_policy: ActorCriticPolicy
+
+    def __init__(self, cfg: Config, device: torch.device, logger: Logger,
+                 dist: DistributedContext | None, accumulate: Sequence[str], *,
+                 network: NetworkFactory, rollout_steps: int, updates_per_rollout: int = 1) -> None:
+        super().__init__(cfg, device, logger, dist, accumulate)
+        seed = cfg.train.seed
+        self.total_envs = self.num_envs * self.dist.world_size
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching global RNG
+            torch.manual_seed(seed)
+            self.net = network(cfg.agent, self.envs.single_observation_space,
+                               self.envs.single_action_space).to(device)
+        self.dist.broadcast_module(self.net)
+
+        steps_per_rollout = rollout_steps * self.total_envs
+        rollouts = math.ceil((cfg.optim.lr_decay_steps or cfg.train.steps) / steps_per_rollout)
+        self._build_update(
+            self.net, decay_updates=rollouts * updates_per_rollout,
+            updates_per_log=cfg.train.log_every // steps_per_rollout * updates_per_rollout)
+        # Own generators: resume restores them exactly, and evaluation never shifts training.
+        self.generator = seeded_generator(device, seed)
+        self.eval_policy = ActorCriticPolicy(self.acting_net, device,
+                                             seeded_generator(device, seed + 1))
+
+    def _keep_obs(self, obs: np.ndarray) -> torch.Tensor:
+        # uint8 pixels travel as bytes (4x less than float32); the encoder scales them on device.
+        return torch.as_tensor(np.asarray(obs)).to(self.device, non_blocking=True)
+
+    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+        """Actions for this rank's envs from the policy ``softmax(logits)``."""
+        return sample_actions(logits, self.generator, total_rows=self.total_envs,
+                              first_row=self.dist.rank * self.num_envs)
+
+    def _play(self, record: EnvRecord, t: int, actions: torch.Tensor) -> None:
+        """Step every env with ``actions`` and write what they returned into row ``t``."""
+        # Reading the actions back is the one host sync per step.
+        obs, reward, term, trunc, infos = self.envs.step(actions.cpu().numpy())
+        self.tracker.update(reward, term, trunc, infos, autoreset=self.autoreset)
+        record.rewards[t], record.terminated[t], record.truncated[t] = reward, term, trunc
+        record.mask[t] = ~self.autoreset
+        self.autoreset = np.logical_or(term, trunc)
+        self.obs = self._keep_obs(obs)
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "net": self.net.state_dict(),
+            "generator": self.generator.get_state(),
+            "eval_generator": self.eval_policy.generator.get_state(),
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        evaluation = self.eval_policy.generator
+        try:
+            self.generator.set_state(state["generator"].cpu())
+            evaluation.set_state(state["eval_generator"].cpu())
+        except RuntimeError:  # saved on another device type (CPU and CUDA generators differ)
+            self.generator.manual_seed(self.cfg.train.seed + self.env_steps)
+            evaluation.manual_seed(self.cfg.train.seed + self.env_steps + 1)
 
 
 def _host(obs: np.ndarray | torch.Tensor) -> np.ndarray:

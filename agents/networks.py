@@ -1,4 +1,5 @@
-"""Observation encoders shared by every learner: Nature CNN, NIPS CNN, MinAtar's net, an MLP.
+"""Networks shared by the learners: the observation encoders (Nature CNN, NIPS CNN, MinAtar's
+net, an MLP) and the actor-critic of the policy-gradient learners (PAAC, PPO).
 
 Pixel encoders take ``uint8`` frames and scale them to ``[0, 1]`` on whatever device they run on,
 so rollouts and replay batches travel host->device as bytes (4x less traffic than float32).
@@ -7,11 +8,15 @@ MinAtar's observations are ``uint8`` 0/1 channels already, and its network takes
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import cast
+from typing import Literal, cast
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rlkit.init import apply_init, orthogonal_
 
 ENCODERS = ("auto", "nature", "nips", "minatar", "mlp")
 
@@ -127,3 +132,63 @@ def build_encoder(
             f"encoder {kind!r} needs (C, H, W) observations, got shape {tuple(obs_shape)}"
         )
     return PixelEncoder(obs_shape, kind)
+
+
+class ActorCritic(nn.Module):
+    """Shared encoder, softmax policy head and scalar value head (PAAC paper, Section 4; PPO's
+    Atari network, Schulman et al. 2017, is the same with the Nature CNN).
+
+    ``encoder="auto"`` picks ``image_default`` for Atari images (PAAC's original: ``"nips"``,
+    conv 16 8x8/4, conv 32 4x4/2, fc 256; PPO's: ``"nature"``, 32-64-64, fc 512), MinAtar's net
+    for 10x10 images and ``"mlp"`` for vectors. ``init``:
+
+    - ``torch_uniform``: every weight and bias ~ U(+-1/sqrt(fan_in)), the Torch7 default PAAC's
+      original code used;
+    - ``orthogonal``: orthogonal weights with gain sqrt(2) in the encoder, 0.01 in the policy
+      head (a near-uniform initial policy) and 1 in the value head, zero biases, as in OpenAI
+      Baselines' PPO and CleanRL's ``ppo_atari.py``.
+    """
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        num_actions: int,
+        encoder: str = "auto",
+        mlp_hidden: Sequence[int] = (64, 64),
+        *,
+        image_default: str = "nips",
+        init: Literal["torch_uniform", "orthogonal"] = "torch_uniform",
+    ) -> None:
+        super().__init__()
+        self.encoder = build_encoder(obs_shape, encoder, mlp_hidden, image_default=image_default)
+        self.policy = nn.Linear(self.encoder.out_features, num_actions)
+        self.value = nn.Linear(self.encoder.out_features, 1)
+        if init == "orthogonal":
+            apply_init(self, "orthogonal", gain=math.sqrt(2.0))
+            orthogonal_(self.policy.weight, gain=0.01)
+            orthogonal_(self.value.weight, gain=1.0)
+        else:
+            apply_init(self, init)
+        channels_last(self)
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """``(logits (B, A), values (B,))`` for a batch of observations (uint8 pixels or floats)."""
+        features = self.encoder(obs)
+        return self.policy(features), self.value(features).squeeze(-1)
+
+
+def sample_actions(logits: Tensor, generator: torch.Generator | None, *,
+                   total_rows: int | None = None, first_row: int = 0) -> Tensor:
+    """One action per row, drawn from ``softmax(logits)`` by inverse CDF, one uniform per row.
+
+    Data-parallel ranks pass the global batch size ``total_rows`` and their first row: every rank
+    draws the uniforms of the whole batch from an identically seeded generator and keeps its
+    slice, so N ranks sample exactly the actions one process with all the envs would.
+    """
+    rows = logits.shape[0]
+    probs = F.softmax(logits, dim=-1)
+    uniforms = torch.rand(rows if total_rows is None else total_rows, generator=generator,
+                          device=logits.device, dtype=probs.dtype)[first_row:first_row + rows]
+    cdf = probs.cumsum(-1)
+    actions = torch.searchsorted(cdf, (uniforms * cdf[:, -1]).unsqueeze(-1), right=True)
+    return actions.squeeze(-1).clamp_(max=probs.shape[-1] - 1)

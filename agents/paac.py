@@ -4,27 +4,30 @@
 environments are stepped together, one network does a single batched forward pass for all of
 them, and after ``t_max`` steps the ``t_max x n_e`` rollout gives one synchronous update (no
 stale gradients, unlike A3C). This module holds the two pure functions (:func:`nstep_returns`,
-:func:`paac_loss`), the actor-critic network and the learner the runner drives.
+:func:`paac_loss`) and the learner the runner drives; the actor-critic network
+(``agents.networks.ActorCritic``) and the rollout machinery (``agents.learner.ActorCriticLearner``)
+are shared with PPO.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from agents.algo_configs import PAACConfig
-from agents.learner import LearnerBase, discrete_actions, load_acting_net
-from agents.networks import build_encoder, channels_last
-from envs import array_shape
-from rlkit.init import apply_init
+from agents.learner import (
+    ActorCriticLearner,
+    ActorCriticPolicy,
+    EnvRecord,
+    actor_critic_network,
+    actor_critic_policy_builder,
+)
+from agents.networks import ActorCritic, sample_actions
 
 if TYPE_CHECKING:
     from agents.config import Config
@@ -122,35 +125,6 @@ def paac_loss(
     return PAACLoss(total, policy_term.detach(), value_term.detach(), mean_entropy.detach())
 
 
-class ActorCritic(nn.Module):
-    """Shared encoder, softmax policy head and scalar value head (PAAC paper, Section 4).
-
-    ``encoder="auto"`` picks the original's default for Atari images, ``"nips"`` (conv 16 8x8/4,
-    conv 32 4x4/2, fc 256), MinAtar's net for 10x10 images and ``"mlp"`` for vectors;
-    ``"nature"`` (32-64-64, fc 512) was the original's option. Every layer
-    gets the Torch-style uniform init the original used: weights and biases ~ U(+-1/sqrt(fan_in)).
-    """
-
-    def __init__(
-        self,
-        obs_shape: Sequence[int],
-        num_actions: int,
-        encoder: str = "auto",
-        mlp_hidden: Sequence[int] = (64, 64),
-    ) -> None:
-        super().__init__()
-        self.encoder = build_encoder(obs_shape, encoder, mlp_hidden, image_default="nips")
-        self.policy = nn.Linear(self.encoder.out_features, num_actions)
-        self.value = nn.Linear(self.encoder.out_features, 1)
-        apply_init(self, "torch_uniform")
-        channels_last(self)
-
-    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        """``(logits (B, A), values (B,))`` for a batch of observations (uint8 pixels or floats)."""
-        features = self.encoder(obs)
-        return self.policy(features), self.value(features).squeeze(-1)
-
-
 class Rollout(NamedTuple):
     """``t_max`` steps of ``n_e`` envs, on the learner's device.
 
@@ -179,147 +153,47 @@ class Rollout(NamedTuple):
     """(n_e,) V(s_{t_max}), detached: the value the last returns bootstrap from."""
 
 
-class PAACPolicy:
-    """Acting from an actor-critic (evaluation: from a checkpoint, or the learner's ``act``),
-    sampling with its own ``generator``.
-
-    PAAC's evaluation samples from the policy (the stochastic policy is what was trained);
-    ``greedy=True`` takes its argmax instead. ``epsilon`` is accepted for the shared evaluation
-    protocol and ignored: a stochastic policy explores by itself.
-    """
-
-    explores_with_epsilon = False  # named in rlkit evaluate's protocol
-
-    def __init__(self, net: nn.Module, device: torch.device, generator: torch.Generator) -> None:
-        self.net = net
-        self.device = device
-        self.generator = generator
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, *, greedy: bool = False, epsilon: float = 0.0) -> np.ndarray:
-        del epsilon
-        logits, _ = self.net(torch.as_tensor(np.asarray(obs)).to(self.device, non_blocking=True))
-        actions = logits.argmax(-1) if greedy else sample_actions(logits, self.generator)
-        return actions.cpu().numpy()
+PAACPolicy = ActorCriticPolicy
+"""PAAC's evaluation policy: samples from the actor-critic (``greedy=True``: its argmax)."""
 
 
-def sample_actions(logits: Tensor, generator: torch.Generator | None, *,
-                   total_rows: int | None = None, first_row: int = 0) -> Tensor:
-    """One action per row, drawn from ``softmax(logits)`` by inverse CDF, one uniform per row.
-
-    Data-parallel ranks pass the global batch size ``total_rows`` and their first row: every rank
-    draws the uniforms of the whole batch from an identically seeded generator and keeps its
-    slice, so N ranks sample exactly the actions one process with all the envs would.
-    """
-    rows = logits.shape[0]
-    probs = F.softmax(logits, dim=-1)
-    uniforms = torch.rand(rows if total_rows is None else total_rows, generator=generator,
-                          device=logits.device, dtype=probs.dtype)[first_row:first_row + rows]
-    cdf = probs.cumsum(-1)
-    actions = torch.searchsorted(cdf, (uniforms * cdf[:, -1]).unsqueeze(-1), right=True)
-    return actions.squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+_network = actor_critic_network("PAAC", image_default="nips", init="torch_uniform")
+"""The original's defaults: the NIPS network for Atari images, Torch7's uniform init."""
+build_policy = actor_critic_policy_builder(_network)
+"""A checkpoint's sampling policy (``agents.policy.PolicyBuilder``): the actor-critic alone."""
 
 
-def _network(agent: PAACConfig, obs_space: gym.Space, action_space: gym.Space) -> ActorCritic:
-    n_actions = discrete_actions(action_space, "PAAC")
-    return ActorCritic(array_shape(obs_space, "observation"), n_actions, encoder=agent.encoder,
-                       mlp_hidden=agent.mlp_hidden)
-
-
-def build_policy(cfg: Config, learner_state: dict[str, Any], observation_space: gym.Space,
-                 action_space: gym.Space, device: torch.device, *, seed: int | None = None
-                 ) -> PAACPolicy:
-    """A checkpoint's sampling policy: the actor-critic alone (EMA weights with
-    ``train.eval_ema``), sampling with a generator seeded with ``seed`` (from the OS if None)."""
-    net = load_acting_net(_network(cfg.agent, observation_space, action_space), learner_state,
-                          "net", device)
-    return PAACPolicy(net, device, _generator(device, seed))
-
-
-def _generator(device: torch.device, seed: int | None) -> torch.Generator:
-    """A generator of its own on ``device``, seeded (or from the OS with None)."""
-    generator = torch.Generator(device=device)
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
-    return generator
-
-
-class PAACLearner(LearnerBase):
+class PAACLearner(ActorCriticLearner):
     """PAAC on one vector env: ``n_e`` envs, one batched forward pass per step, one synchronous
-    update per ``t_max`` steps (``LearnerBase`` does the rest of the runner's protocol).
-
-    Autoreset: gymnasium's NEXT_STEP autoreset makes the step after an episode end a reset step
-    (reward 0, action ignored). ``autoreset`` remembers which envs ended on the previous step,
-    across rollouts too; those steps are masked out of the loss and of the episode tracker.
+    update per ``t_max`` steps (``ActorCriticLearner`` holds the network, sampling, env stepping
+    with its autoreset masks, evaluation policy and checkpoint state; ``LearnerBase`` the rest of
+    the runner's protocol).
 
     Host syncs: reading the sampled actions once per step; scalars are read back once per log.
-
-    Resume: the state holds the network, the update step, counters, both sampling generators
-    and, for in-process picklable envs (CartPole), the envs themselves, so that a resumed run
-    continues exactly; emulators cannot be pickled and start new games seeded by the step count.
-
-    Data-parallel (``dist`` with N ranks, docs/distributed.md): each rank owns envs
-    ``r*n_e .. (r+1)*n_e - 1`` of an ``N*n_e``-env run and samples their actions from the same
-    stream that run would, and gradients are averaged, so N ranks are the same algorithm as one
-    learner with ``N*n_e`` envs; ``env_steps`` counts all ranks' steps.
     """
 
     agent: PAACConfig
-    eval_policy: PAACPolicy
 
     def __init__(self, cfg: Config, device: torch.device, logger: Logger,
                  dist: DistributedContext | None = None) -> None:
         super().__init__(cfg, device, logger, dist,
-                         accumulate=("loss", "policy_loss", "value_loss", "entropy", "grad_norm"))
-        seed = cfg.train.seed
-        self.total_envs = self.num_envs * self.dist.world_size
-        with torch.random.fork_rng(devices=[]):  # seeded init without touching global RNG
-            torch.manual_seed(seed)
-            self.net = _network(cfg.agent, self.envs.single_observation_space,
-                                self.envs.single_action_space).to(device)
-        self.dist.broadcast_module(self.net)
-
-        steps_per_update = cfg.agent.t_max * self.total_envs
-        self._build_update(
-            self.net,
-            decay_updates=math.ceil((cfg.optim.lr_decay_steps or cfg.train.steps)
-                                    / steps_per_update),
-            updates_per_log=cfg.train.log_every // steps_per_update)
-        # Own generators: resume restores them exactly, and evaluation never shifts training.
-        self.generator = _generator(device, seed)
-        self.eval_policy = PAACPolicy(self.acting_net, device, _generator(device, seed + 1))
-
-    def _keep_obs(self, obs: np.ndarray) -> Tensor:
-        # uint8 pixels travel as bytes (4x less than float32); the encoder scales them on device.
-        return torch.as_tensor(np.asarray(obs)).to(self.device, non_blocking=True)
+                         accumulate=("loss", "policy_loss", "value_loss", "entropy", "grad_norm"),
+                         network=_network, rollout_steps=cfg.agent.t_max)
 
     # ------------------------------------------------------------------ rollouts + updates
 
     def collect(self) -> Rollout:
         """Play ``t_max`` steps in all envs with the current policy (one forward pass per step)."""
-        t_max, n_envs = self.agent.t_max, self.num_envs
-        rewards = np.zeros((t_max, n_envs), dtype=np.float32)
-        terminated = np.zeros((t_max, n_envs), dtype=bool)
-        truncated = np.zeros((t_max, n_envs), dtype=bool)
-        mask = np.zeros((t_max, n_envs), dtype=bool)
+        t_max = self.agent.t_max
+        record = EnvRecord.empty(t_max, self.num_envs)
         logits, values, actions = [], [], []
         for t in range(t_max):
             # Activation statistics are hooked into the first forward of a monitor update only.
             capture = self.update.capture_activations() if t == 0 else contextlib.nullcontext()
             with capture:
                 step_logits, step_values = self.net(self.obs)
-            step_actions = sample_actions(step_logits.detach(), self.generator,
-                                          total_rows=self.total_envs,
-                                          first_row=self.dist.rank * n_envs)
-            # Reading the actions back is the one host sync per step.
-            obs, reward, term, trunc, infos = self.envs.step(step_actions.cpu().numpy())
-            self.tracker.update(reward, term, trunc, infos, autoreset=self.autoreset)
-            rewards[t], terminated[t], truncated[t] = reward, term, trunc
-            mask[t] = ~self.autoreset
-            self.autoreset = np.logical_or(term, trunc)
-            self.obs = self._keep_obs(obs)
+            step_actions = self._sample(step_logits.detach())
+            self._play(record, t, step_actions)
             logits.append(step_logits)
             values.append(step_values)
             actions.append(step_actions)
@@ -329,12 +203,10 @@ class PAACLearner(LearnerBase):
         if self.agent.clip_rewards:
             # The Atari wrapper already clips to the sign; for integer game rewards clipping
             # again is the identity, and other envs get the original's [-1, 1] clip here.
-            np.clip(rewards, -1.0, 1.0, out=rewards)
-        rewards_d, terminated_d, truncated_d, mask_d = (
-            torch.from_numpy(a).to(self.device, non_blocking=True)
-            for a in (rewards, terminated, truncated, mask))
-        return Rollout(torch.stack(logits), torch.stack(values), torch.stack(actions), rewards_d,
-                       terminated_d, truncated_d, mask_d, bootstrap)
+            np.clip(record.rewards, -1.0, 1.0, out=record.rewards)
+        rewards, terminated, truncated, mask = record.to(self.device)
+        return Rollout(torch.stack(logits), torch.stack(values), torch.stack(actions), rewards,
+                       terminated, truncated, mask, bootstrap)
 
     def learn(self, rollout: Rollout) -> PAACLoss:
         """One synchronous update from a rollout (PAAC paper, Algorithm 1)."""
@@ -353,22 +225,3 @@ class PAACLearner(LearnerBase):
     def _step(self) -> None:
         """One rollout and its update."""
         self.learn(self.collect())
-
-    # ------------------------------------------------------------------ checkpoint state
-
-    def _state(self) -> dict[str, Any]:
-        return {
-            "net": self.net.state_dict(),
-            "generator": self.generator.get_state(),
-            "eval_generator": self.eval_policy.generator.get_state(),
-        }
-
-    def _load_state(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        evaluation = self.eval_policy.generator
-        try:
-            self.generator.set_state(state["generator"].cpu())
-            evaluation.set_state(state["eval_generator"].cpu())
-        except RuntimeError:  # saved on another device type (CPU and CUDA generators differ)
-            self.generator.manual_seed(self.cfg.train.seed + self.env_steps)
-            evaluation.manual_seed(self.cfg.train.seed + self.env_steps + 1)

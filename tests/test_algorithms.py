@@ -24,7 +24,8 @@ def test_every_row_resolves(name: str) -> None:
 
 
 def test_unknown_algorithm_names_the_known_ones() -> None:
-    with pytest.raises(KeyError, match="unknown algorithm 'a2c'; known: dqn, double_dqn, paac"):
+    known = "dqn, double_dqn, paac, ppo"
+    with pytest.raises(KeyError, match=f"unknown algorithm 'a2c'; known: {known}"):
         algorithm("a2c")
 
 
@@ -32,6 +33,7 @@ def test_loading_a_config_imports_no_torch_and_no_learner() -> None:
     config = Path(__file__).parent.parent / "configs" / "cartpole_dqn.yaml"
     code = (
         f"import sys, agents.config as c; c.load_config({str(config)!r}); "
-        "sys.exit(any(m in sys.modules for m in ('torch', 'agents.dqn', 'agents.paac')))"
+        "sys.exit(any(m in sys.modules for m in "
+        "('torch', 'agents.dqn', 'agents.paac', 'agents.ppo')))"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

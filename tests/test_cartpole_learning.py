@@ -36,6 +36,7 @@ LEARNERS = {
         ["--set", "agent.algo=double_dqn", "--set", "agent.prioritized=true"],
     ),
     "paac": ("cartpole_paac.yaml", []),
+    "ppo": ("cartpole_ppo.yaml", []),
 }
 """Learner -> (config, overrides). Double DQN + PER is the DQN config with two overrides."""
 
@@ -45,13 +46,13 @@ def evaluation_args(learner: str) -> list[str]:
 
     DQN: the DQN protocol, epsilon-greedy with epsilon 0.05 (Mnih et al. 2015); its config
     trains down to the same epsilon, so the agent has learned to recover from random pushes.
-    PAAC: greedy, the argmax of the learned policy. Its entropy bonus deliberately keeps a
-    little randomness in the sampled policy, which costs CartPole dearly (one wrong push late in
-    a game can end it) and says nothing about what was learned; Atari evaluation samples, as the
-    original did. The config's periodic evaluations are greedy too (``train.eval_greedy``), so
-    training stops on the same policy this test scores.
+    PAAC and PPO: greedy, the argmax of the learned policy. PAAC's entropy bonus deliberately
+    keeps a little randomness in the sampled policy, which costs CartPole dearly (one wrong push
+    late in a game can end it) and says nothing about what was learned; Atari evaluation
+    samples, as the original did. The configs' periodic evaluations are greedy too
+    (``train.eval_greedy``), so training stops on the same policy this test scores.
     """
-    return ["--greedy"] if learner == "paac" else ["--epsilon", "0.05"]
+    return ["--greedy"] if learner in ("paac", "ppo") else ["--epsilon", "0.05"]
 
 
 @pytest.mark.slow
@@ -64,7 +65,8 @@ def test_cartpole_is_solved(tmp_path: Path, learner: str, seed: int) -> None:
     assert main([*train, "--set", "train.progress=false", *overrides]) == 0
     last = load_checkpoint(run / "checkpoints" / "last.pt")
     agent = last["config"]["agent"]
-    assert agent["algo"] == {"dqn": "dqn", "double_dqn_per": "double_dqn", "paac": "paac"}[learner]
+    algos = {"dqn": "dqn", "double_dqn_per": "double_dqn", "paac": "paac", "ppo": "ppo"}
+    assert agent["algo"] == algos[learner]
     assert agent.get("prioritized", False) == (learner == "double_dqn_per")
     assert last["runner"]["solved_at"] is not None, "the budget ran out before the target held"
     for name in ("last.pt", "best.pt"):

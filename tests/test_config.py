@@ -81,7 +81,7 @@ def test_yaml_exponent_without_dot_is_a_float(tmp_path):
         ("optim.lr=true", "optim.lr: expected float, got True"),
         ("agent.loss=hubr", "agent.loss: expected one of 'huber', 'mse', got 'hubr'; "
                             "did you mean 'huber'?"),
-        ("agent.algo=ppo", "agent.algo: unknown algorithm 'ppo'; use one of dqn, double_dqn"),
+        ("agent.algo=a2c", "agent.algo: unknown algorithm 'a2c'; use one of dqn, double_dqn"),
         ("agent.mlp_hidden=[8, x]", "agent.mlp_hidden[1]: expected int, got 'x'"),
         ("agent.n_step=0", "agent.n_step must be >= 1, got 0"),
         ("gamma", "bad override 'gamma'; write --set section.key=value"),

@@ -27,6 +27,8 @@ import envs
 from agents.config import load_config
 from agents.dqn import DQNLearner
 from agents.paac import PAACLearner, Rollout
+from agents.ppo import Batch as PPOBatch
+from agents.ppo import PPOLearner, gae
 from rlkit.logger import Logger
 from rlkit.replay.buffer import Batch
 
@@ -66,9 +68,10 @@ def tf1_rmsprop(lr: float, decay: float, eps: float, centered: bool) -> Rule:
     return step
 
 
-def torch_adam(lr: float) -> Rule:
+def torch_adam(lr: float, eps: float = 1e-8) -> Rule:
     """CleanRL's and Tianshou's Atari DQN: ``torch.optim.Adam(lr=1e-4)`` with default betas
-    and epsilon on the batch-mean loss (written out: m, v bias-corrected, eps 1e-8)."""
+    and epsilon on the batch-mean loss (written out: m, v bias-corrected, eps 1e-8); CleanRL's
+    PPO: ``Adam(lr=2.5e-4, eps=1e-5)``."""
     def step(params, grads, state):
         t = state["t"] = state.get("t", 0) + 1
         for i, (p, grad) in enumerate(zip(params, grads, strict=True)):
@@ -76,7 +79,7 @@ def torch_adam(lr: float) -> Rule:
             m.mul_(0.9).add_(0.1 * grad)
             v.mul_(0.999).add_(0.001 * grad * grad)
             m_hat, v_hat = m / (1 - 0.9**t), v / (1 - 0.999**t)
-            p.sub_(lr * m_hat / (v_hat.sqrt() + 1e-8))
+            p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
     return step
 
 
@@ -110,6 +113,8 @@ REFERENCES: dict[str, Reference] = {
     "pong_paac_fast.yaml": Reference("OpenAI Baselines A2C (TF1 RMSProp 7e-4, eps 1e-5)",
                                      lambda: tf1_rmsprop(7e-4, 0.99, 1e-5, centered=False),
                                      max_grad_norm=2.5),
+    "pong_ppo.yaml": Reference("CleanRL ppo_atari.py (Adam 2.5e-4, eps 1e-5)",
+                               lambda: torch_adam(2.5e-4, eps=1e-5), max_grad_norm=0.5),
 }
 
 
@@ -145,8 +150,10 @@ def pong_frames() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def relative_moves(before: list[torch.Tensor], after: list[torch.Tensor]) -> np.ndarray:
-    return np.array([float((a - b).norm() / b.norm()) for b, a in zip(before, after,
-                                                                        strict=True)])
+    """``||w_K - w_0|| / ||w_0||`` per tensor; the plain ``||w_K||`` for a tensor that starts
+    at 0 (PPO's biases)."""
+    return np.array([float((a - b).norm() / (b.norm() if b.any() else 1.0))
+                     for b, a in zip(before, after, strict=True)])
 
 
 def assert_same_moves(ours: np.ndarray, reference: np.ndarray, name: str) -> None:
@@ -265,6 +272,57 @@ def test_paac_config_steps_like_its_reference(config, pong_frames):
                             + cfg.agent.value_coef * ((returns - values) ** 2).mean())
             grads = clip_global_norm(list(torch.autograd.grad(loss, params)),
                                      ref.max_grad_norm)
+            with torch.no_grad():
+                rule(params, grads, state)
+        assert_same_moves(ours, relative_moves(initial, [p.detach() for p in params]), ref.name)
+    finally:
+        learner.close()
+
+
+# ---------------------------------------------------------------------- PPO
+
+
+def test_ppo_config_steps_like_its_reference(pong_frames):
+    """CleanRL's ppo_atari.py update on one fixed minibatch of 128 real frames, written out: the
+    clipped surrogate on advantages normalised with torch's (unbiased) std, value loss
+    0.5 * mean(max((V - R)^2, (V_clipped - R)^2)), loss = pg - ent_coef * H + vf_coef * v,
+    global-norm clip 0.5, Adam 2.5e-4 with eps 1e-5."""
+    config = "pong_ppo.yaml"
+    cfg = load_config(CONFIGS / config, ["env.num_envs=1", "env.backend=sync", "env.id=Pong"])
+    learner = PPOLearner(cfg, torch.device("cpu"), Logger(None))
+    try:
+        agent, n = cfg.agent, 128
+        obs, actions, rewards = pong_frames
+        o, a = torch.as_tensor(obs[:n]), torch.as_tensor(actions[:n])
+        with torch.no_grad():  # the rollout's constants, from the initial network
+            logits, values = learner.net(torch.as_tensor(obs[: n + 1]))
+            old_log_probs = F.log_softmax(logits[:n], -1).gather(-1, a[:, None])[:, 0]
+            no_end = torch.zeros(n, 1, dtype=torch.bool)
+            advantages = gae(torch.as_tensor(rewards[:n, None]), values[:n, None],
+                             values[1:, None], no_end, no_end, agent.gamma, agent.gae_lambda)[:, 0]
+            old_values, returns = values[:n], advantages + values[:n]
+        reference_net = copy.deepcopy(learner.net)
+        initial = [p.detach().clone() for p in learner.net.parameters()]
+        batch = PPOBatch(o, a, old_log_probs, old_values, advantages, returns)
+        for _ in range(UPDATES):
+            learner.learn_minibatch(batch)
+        ours = relative_moves(initial, [p.detach() for p in learner.net.parameters()])
+
+        ref = REFERENCES[config]
+        rule, state = ref.rule(), {}
+        params = list(reference_net.parameters())
+        eps = agent.clip_range
+        for _ in range(UPDATES):
+            logits, new_values = reference_net(o)
+            log_pi = F.log_softmax(logits, -1)
+            ratio = (log_pi.gather(-1, a[:, None])[:, 0] - old_log_probs).exp()
+            adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            pg_loss = torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1 - eps, 1 + eps)).mean()
+            clipped = old_values + torch.clamp(new_values - old_values, -eps, eps)
+            v_loss = 0.5 * torch.max((new_values - returns) ** 2, (clipped - returns) ** 2).mean()
+            entropy = -(log_pi.exp() * log_pi).sum(-1).mean()
+            loss = pg_loss - agent.entropy_coef * entropy + agent.value_coef * v_loss
+            grads = clip_global_norm(list(torch.autograd.grad(loss, params)), ref.max_grad_norm)
             with torch.no_grad():
                 rule(params, grads, state)
         assert_same_moves(ours, relative_moves(initial, [p.detach() for p in params]), ref.name)
