@@ -1,1 +1,1 @@
-"""Learners (DQN / Double DQN, PAAC), their networks, and the ``rlkit`` command line."""
+"""Learners (DQN / Double DQN, PAAC, PPO), their networks, and the ``rlkit`` command line."""

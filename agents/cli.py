@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--epsilon", type=float, default=0.05,
                     help="exploration for value-based agents (default 0.05, the DQN protocol)")
     ev.add_argument("--greedy", action="store_true",
-                    help="act greedily (argmax Q, or the most probable action for PAAC)")
+                    help="act greedily (argmax Q, or the most probable action for PAAC and PPO)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the games and the policy")
     ev.add_argument("--video", metavar="DIR", help="write an mp4 of the first game to DIR")
     ev.add_argument("--json", metavar="PATH", help="write the scores as JSON to PATH")

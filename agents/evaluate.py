@@ -50,7 +50,8 @@ class EvalProtocol:
     """How the games were played: the ``protocol`` object of ``rlkit evaluate --json``."""
 
     policy: str
-    """``epsilon-greedy`` (value-based agents), ``sampled`` (PAAC's policy) or ``greedy``."""
+    """``epsilon-greedy`` (value-based agents), ``sampled`` (PAAC's and PPO's policy) or
+    ``greedy``."""
     epsilon: float | None
     """Exploration of ``epsilon-greedy``; null for the other policies."""
     noop_max: int | None

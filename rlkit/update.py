@@ -1,4 +1,4 @@
-"""The one gradient update that DQN and PAAC share.
+"""The one gradient update that DQN, PAAC and PPO share.
 
 ``update(loss)``: ``zero_grad(set_to_none)`` -> ``backward`` -> (data-parallel runs: gradient
 all-reduce, ``grad_sync``) -> value clip -> global-norm clip ->
