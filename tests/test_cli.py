@@ -41,7 +41,7 @@ def assert_one_error_line(err: str, expected: str) -> None:
          "train.steps: expected int, got 'abc'"),
         (["train", CARTPOLE, "--set", "agent.dueling=maybe"], 1,
          "agent.dueling: expected bool, got 'maybe'"),
-        (["train", CARTPOLE, "--set", "agent.algo=ppo"], 1, "agent.algo: unknown algorithm 'ppo'"),
+        (["train", CARTPOLE, "--set", "agent.algo=a2c"], 1, "agent.algo: unknown algorithm 'a2c'"),
         (["train", CARTPOLE, "--set", "nonsense"], 1, "bad override 'nonsense'"),
         (["train", "configs/does_not_exist.yaml"], 1,
          "config file 'configs/does_not_exist.yaml' not found"),
