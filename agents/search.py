@@ -41,6 +41,7 @@ import re
 import sys
 import threading
 import time
+import types
 import typing
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ def parse_param(text: str) -> tuple[str, str, Distribution]:
         dist: Distribution = LogUniform(low, high) if kind == "loguniform" else Uniform(low, high)
     except ValueError as exc:
         raise ConfigError(f"bad --param {text!r}: {exc}; {_USAGE}") from None
-    return key, f"{kind}({low:g},{high:g})", dist
+    return key, f"{kind}({low!r},{high!r})", dist
 
 
 def _is_number(value: Any) -> bool:
@@ -163,13 +164,14 @@ def make_params(cfg: Any, texts: list[str], overrides: list[str]) -> tuple[Param
     """Parse every ``--param`` against the config: known keys, once each, numeric ranges on
     numeric keys (integer keys are rounded)."""
     params: list[Param] = []
-    fixed = {parse_override(o)[0][0] + "." + parse_override(o)[0][1] for o in overrides}
+    fixed = {".".join(parse_override(o)[0]) for o in overrides}
     for text in texts:
         key, spec, dist = parse_param(text)
         hint = _field_hint(cfg, key)
         if key in fixed or any(p.key == key for p in params):
             raise ConfigError(f"{key} is given twice (--param, --set); give each key once")
-        kinds = set(typing.get_args(hint)) | {hint}
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        kinds = set(typing.get_args(hint)) if union else {hint}
         if isinstance(dist, Choice):
             params.append(Param(key, spec, dist))
             continue
@@ -355,7 +357,7 @@ def run_trial(search: Search, trial: int, launcher: Launcher) -> dict[str, Any]:
     except CheckpointError as exc:
         raise SearchError(f"trial {trial}: {exc}; delete {run_dir} to run the trial again") \
             from None
-    diverged = False
+    diverged, start = False, time.perf_counter()
     if not budget_reached(state, search.steps):
         args = train_args(search.config, run_dir, search.steps, trial_seed(search.seed, trial),
                           search.trial_overrides(trial), state)
@@ -365,14 +367,17 @@ def run_trial(search: Search, trial: int, launcher: Launcher) -> dict[str, Any]:
             raise SearchError(f"trial {trial}: rlkit train exited with code {code} (see {log}); "
                               "fix it and run the same command again")
         state = run_state(run_dir)
-    score, start = None, time.perf_counter()
+    score, eval_start = None, time.perf_counter()
     if not diverged:
         if not budget_reached(state, search.steps):
             raise SearchError(f"trial {trial}: training stopped short of its budget (see {log}); "
                               "run the same command again to resume it")
         result = _evaluate(search, trial, launcher)
         score = {k: result[k] for k in ("mean", "std", "median", "min", "max", "episodes")}
-    train_seconds = 0.0 if state is None else state["wall_seconds"]  # over every resume
+    if diverged or state is None:  # no checkpoint of the end: this invocation's wall time
+        seconds = time.perf_counter() - start
+    else:  # the checkpoint's clock spans every resume
+        seconds = state["wall_seconds"] + time.perf_counter() - eval_start
     return {
         "trial": trial,
         "params": search.trials[trial],
@@ -380,7 +385,7 @@ def run_trial(search: Search, trial: int, launcher: Launcher) -> dict[str, Any]:
         "diverged": diverged,
         "steps": 0 if state is None else state["steps"],
         "solved_at": None if state is None else state["solved_at"],
-        "seconds": round(train_seconds + time.perf_counter() - start, 1),
+        "seconds": round(seconds, 1),
         "seed": trial_seed(search.seed, trial),
         "eval_seed": eval_seed(search.seed, trial),
         "run_dir": run_dir.name,
@@ -400,10 +405,13 @@ def _score_text(result: dict[str, Any]) -> str:
 def trial_line(search: Search, result: dict[str, Any], done: int) -> str:
     """The line printed as a trial finishes, the ``done``-th of the search."""
     values = " ".join(f"{k}={format_value(v)}" for k, v in result["params"].items())
+    head = f"trial {result['trial']} ({done}/{len(search.trials)} done): {values}:"
+    if result["diverged"]:
+        log = search.run_dir(result["trial"]) / "train.log"
+        return f"{head} diverged (NaN guard, see {log}), {result['seconds']:.0f} s"
     solved = " (target reached)" if result["solved_at"] is not None else ""
-    return (f"trial {result['trial']} ({done}/{len(search.trials)} done): {values}: score "
-            f"{_score_text(result)} over {search.episodes} games, {result['steps']} steps"
-            f"{solved}, {result['seconds']:.0f} s")
+    return (f"{head} score {_score_text(result)} over {search.episodes} games, "
+            f"{result['steps']} steps{solved}, {result['seconds']:.0f} s")
 
 
 def ranked(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -54,6 +54,8 @@ def one_error_line(err: str) -> str:
 def test_parse_param_specs() -> None:
     assert parse_param("optim.lr=loguniform(1e-5,1e-3)") == (
         "optim.lr", "loguniform(1e-05,0.001)", LogUniform(1e-5, 1e-3))
+    assert parse_param("optim.lr=loguniform(1.23456789e-5,1e-3)")[1] == (
+        "loguniform(1.23456789e-05,0.001)")  # the fingerprint keeps every digit
     assert parse_param(" agent.gamma = uniform( 0.9 , 0.999 ) ") == (
         "agent.gamma", "uniform(0.9,0.999)", Uniform(0.9, 0.999))
     key, spec, dist = parse_param("agent.mlp_hidden=choice([64, 64], [128], null)")
@@ -78,6 +80,7 @@ def test_parse_param_specs() -> None:
          "unknown config key 'optimizer'; did you mean optim?"),
         ("agent.dueling=uniform(0,1)", "--param agent.dueling: the key is not a number; search "
                                        "it with choice"),
+        ("optim.betas=uniform(0,1)", "--param optim.betas: the key is not a number"),
         ("optim.lr=uniform(-1,1)", "sampled value is refused: optim.lr must be > 0"),
         ("agent.loss=choice(huber,l3)", "agent.loss: expected one of 'huber', 'mse'"),
     ],
@@ -215,6 +218,21 @@ def test_search_records_results_and_a_rerun_skips_finished_trials(capsys, tmp_pa
         assert f"holds a search with another command ({what} differ)" in line, line
         assert line.endswith("or pass a new --out")
     assert (out / "results.json").read_text() == before
+
+
+def test_a_diverged_trial_is_recorded_and_the_search_goes_on(capsys, tmp_path) -> None:
+    out = tmp_path / "s"
+    code, stdout, err = run_cli(capsys, *_search_argv(
+        out, param="optim.lr=choice(1e-3,1e30)", extra=("--set", "optim.max_grad_norm=null", "--seed", "1")))
+    assert code == 0, err
+    trials = json.loads((out / "results.json").read_text())["trials"]
+    by_lr = {t["params"]["optim.lr"]: t for t in trials}
+    assert set(by_lr) == {1e-3, 1e30}  # seed 1 draws both
+    assert by_lr[1e30]["diverged"] and by_lr[1e30]["score"] is None
+    assert not by_lr[1e-3]["diverged"] and by_lr[1e-3]["score"]["episodes"] == 2
+    assert "optim.lr=1e+30: diverged (NaN guard, see " in stdout
+    table = stdout.splitlines()[2:5]
+    assert "diverged" in table[2] and "1e+30" in table[2]  # ranked last
 
 
 def test_interrupted_search_resumes_its_trial(tmp_path) -> None:
