@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -118,6 +119,9 @@ def cartpole(args: argparse.Namespace) -> dict[str, Any]:
     from agents.search import make_search, run_trial, summary
 
     optuna = _optuna()
+    if Path(args.out).exists() and any(Path(args.out).iterdir()):
+        # Not resumable: Optuna would ask other values than those the trials there ran with.
+        sys.exit(f"compare_search.py: {args.out} is not empty; pass a new --out")
     search = make_search(args.cartpole, args.param, trials=args.trials, steps=args.steps,
                          out=args.out, seed=args.seed, episodes=args.episodes)
     if len(search.params) != 1:

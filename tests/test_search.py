@@ -222,8 +222,9 @@ def test_search_records_results_and_a_rerun_skips_finished_trials(capsys, tmp_pa
 
 def test_a_diverged_trial_is_recorded_and_the_search_goes_on(capsys, tmp_path) -> None:
     out = tmp_path / "s"
-    code, stdout, err = run_cli(capsys, *_search_argv(
-        out, param="optim.lr=choice(1e-3,1e30)", extra=("--set", "optim.max_grad_norm=null", "--seed", "1")))
+    extra = ("--set", "optim.max_grad_norm=null", "--seed", "1")
+    code, stdout, err = run_cli(capsys, *_search_argv(out, param="optim.lr=choice(1e-3,1e30)",
+                                                      extra=extra))
     assert code == 0, err
     trials = json.loads((out / "results.json").read_text())["trials"]
     by_lr = {t["params"]["optim.lr"]: t for t in trials}
