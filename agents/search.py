@@ -220,7 +220,8 @@ class Search:
     trials: tuple[dict[str, Any], ...]
     """Each trial's sampled values, ``key -> value`` (rounded for integer keys)."""
     resolved: dict[str, Any]
-    """The config with ``--set`` applied (not the trials' values): what a rerun must match."""
+    """The config with ``--set`` applied (not the trials' values): what a rerun must match (the
+    resolved config, so that reordered ``--set`` or an edit that changes nothing pass)."""
     eval_flags: tuple[str, ...]
     """``rlkit evaluate`` flags of the config's evaluation protocol."""
 
@@ -232,7 +233,6 @@ class Search:
         return {
             "config": self.resolved,
             "params": [[p.key, p.spec] for p in self.params],
-            "set": list(self.overrides),
             "steps": self.steps,
             "seed": self.seed,
             "episodes": self.episodes,
@@ -300,9 +300,10 @@ class Record:
                     from None
             changed = [k for k in self.command if command.get(k) != self.command[k]]
             if changed:
-                what = ", ".join("the config" if k == "config" else f"--{k}" for k in changed)
+                what = ", ".join("the config or --set" if k == "config" else f"--{k}"
+                                 for k in changed).replace("--params", "--param")
                 raise SearchError(
-                    f"{search.out} holds a search with another command ({what} differ); run "
+                    f"{search.out} holds a search with another command (changed: {what}); run "
                     "that search's own command again to continue it, or pass a new --out")
             self.trials = {int(t["trial"]): t for t in trials}
         else:

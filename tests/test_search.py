@@ -207,15 +207,15 @@ def test_search_records_results_and_a_rerun_skips_finished_trials(capsys, tmp_pa
     before = (out / "results.json").read_text()
     for changed, what in (
         (_search_argv(out, steps=800), "--steps"),
-        (_search_argv(out, param="optim.lr=loguniform(1e-5,1e-2)"), "--params"),
-        (_search_argv(out, extra=("--set", "agent.gamma=0.9")), "the config, --set"),
+        (_search_argv(out, param="optim.lr=loguniform(1e-5,1e-2)"), "--param"),
+        (_search_argv(out, extra=("--set", "agent.gamma=0.9")), "the config or --set"),
         (_search_argv(out, extra=("--seed", "1")), "--seed"),
         (_search_argv(out, extra=("--episodes", "3")), "--episodes"),
     ):
         code, _, err = run_cli(capsys, *changed)
         assert code == 1
         line = one_error_line(err)
-        assert f"holds a search with another command ({what} differ)" in line, line
+        assert f"holds a search with another command (changed: {what}); run " in line, line
         assert line.endswith("or pass a new --out")
     assert (out / "results.json").read_text() == before
 
