@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from agents.config import ConfigError, seed_problem
-from agents.search import NAN_STOP
+from agents.search import NAN_STOP, SearchError, make_search, run_search
 from rlkit.atomic import OutputPathError, check_writable, write_text
 from rlkit.checkpoint import CheckpointError
 from rlkit.device import DeviceError, resolve_device
@@ -219,8 +219,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from agents.search import make_search, run_search
-
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     out = args.out if args.out is not None else f"runs/search-{Path(args.config).stem}"
@@ -260,7 +258,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     from agents.runner import RunError
-    from agents.search import SearchError
     from envs import MissingExtraError
     from rlkit.monitors import NonFiniteError
 
