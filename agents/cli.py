@@ -1,4 +1,4 @@
-"""The ``rlkit`` command line: ``rlkit train`` and ``rlkit evaluate``.
+"""The ``rlkit`` command line: ``rlkit train``, ``evaluate``, ``check``, ``export`` and ``search``.
 
 Every mistake a user can make (bad config key or type, unknown env id, missing or corrupt
 checkpoint, ``cuda`` without a GPU, a run directory with nothing to resume) ends with exit code
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from agents.config import ConfigError, seed_problem
+from agents.search import NAN_STOP, SearchError, make_search, run_search
 from rlkit.atomic import OutputPathError, check_writable, write_text
 from rlkit.checkpoint import CheckpointError
 from rlkit.device import DeviceError, resolve_device
@@ -91,6 +92,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config key, e.g. optim.lr=1e-4",
     )
     ck.add_argument("--json", metavar="PATH", help="write the report as JSON to PATH")
+
+    se = sub.add_parser(
+        "search", help="random hyperparameter search over short training runs",
+        description="Random search (log-uniform for scale parameters, Bergstra & Bengio 2012): "
+        "each trial trains CONFIG with sampled values for --steps agent steps into "
+        "OUT/trial_NNN and is scored by rlkit evaluate of its last.pt on --episodes fresh "
+        "games. One line per finished trial, then a table ranked by score and the parameters "
+        "whose best value lies on the border of its range. The same command again continues "
+        "an interrupted search; Ctrl-C stops it (exit 130) with every run checkpointed.")
+    se.add_argument("config", help="YAML config, e.g. configs/cartpole_dqn.yaml")
+    se.add_argument("--param", dest="params", action="append", default=[], metavar="KEY=SPEC",
+                    help="a config key and its range: loguniform(LOW,HIGH), uniform(LOW,HIGH) "
+                         "or choice(A,B,...), e.g. 'optim.lr=loguniform(1e-5,1e-3)' (quoted: "
+                         "the shell reads parentheses); repeatable")
+    se.add_argument("--trials", type=int, required=True, help="number of trials")
+    se.add_argument("--steps", type=int, required=True,
+                    help="budget of each trial in agent steps summed over all envs")
+    se.add_argument("--jobs", type=int, default=1, help="trials run at once (default 1)")
+    se.add_argument("--out", help="search directory (default runs/search-<config>)")
+    se.add_argument("--seed", type=int, default=0,
+                    help="seed of the sampled values and, hashed, of each trial (default 0)")
+    se.add_argument("--episodes", type=int, default=10,
+                    help="evaluation games per trial (default 10)")
+    se.add_argument("--set", dest="overrides", action="append", default=[],
+                    metavar="KEY=VALUE", help="a fixed config override for every trial")
 
     ex = sub.add_parser("export", help="keep only the policy network of a checkpoint",
                         description="Write the acting network of a training checkpoint (no "
@@ -192,6 +218,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search(args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    out = args.out if args.out is not None else f"runs/search-{Path(args.config).stem}"
+    search = make_search(args.config, args.params, trials=args.trials, steps=args.steps, out=out,
+                         seed=args.seed, episodes=args.episodes, overrides=args.overrides)
+    return run_search(search, jobs=args.jobs)
+
+
 def _without_nproc(argv: list[str]) -> list[str]:
     """``argv`` minus ``--nproc N`` / ``--nproc=N`` (what each launched rank is given)."""
     out, skip = [], False
@@ -234,14 +269,16 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "search":
+            return _search(args)
         return _evaluate(args)
-    except USER_ERRORS + (RunError, MissingExtraError) as exc:
+    except USER_ERRORS + (RunError, SearchError, MissingExtraError) as exc:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         where = f" (rank {os.environ.get('RANK')})" if under_launcher() else ""
         print(f"rlkit: error{where}: {lines[0]}", file=sys.stderr)
         return 1
     except NonFiniteError as exc:  # the run summary above lists the NaN-guard events
-        print(f"rlkit: error: training stopped: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"{NAN_STOP} {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rlkit: interrupted", file=sys.stderr)

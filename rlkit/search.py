@@ -72,6 +72,19 @@ def sample_params(space: Mapping[str, Distribution], rng: np.random.Generator) -
     return {name: dist.sample(rng) for name, dist in space.items()}
 
 
+def sample_trials(space: Mapping[str, Distribution], trials: int, seed: int = 0
+                  ) -> list[dict[str, Any]]:
+    """The parameters of trials ``0 .. trials - 1`` of a search seeded with ``seed``.
+
+    Trial ``i`` gets the same values whatever ``trials`` is, so a search run again with more
+    trials keeps the trials it already ran and only adds new ones.
+    """
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
+    rng = np.random.default_rng(seed)
+    return [sample_params(space, rng) for _ in range(trials)]
+
+
 @dataclass
 class SearchResult:
     space: Mapping[str, Distribution]
@@ -108,13 +121,9 @@ def random_search(
     A trial that diverges (raises ``NonFiniteError`` or ``FloatingPointError``, or returns NaN)
     scores ``-inf`` (``inf`` when minimising) and the search goes on; other errors propagate.
     """
-    if trials < 1:
-        raise ValueError(f"trials must be >= 1, got {trials}")
-    rng = np.random.default_rng(seed)
     result = SearchResult(space, maximize)
     worst = -math.inf if maximize else math.inf
-    for _ in range(trials):
-        params = sample_params(space, rng)
+    for params in sample_trials(space, trials, seed):
         try:
             score = float(objective(params))
         except (NonFiniteError, FloatingPointError):

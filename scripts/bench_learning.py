@@ -30,42 +30,29 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import shlex
-import signal
-import subprocess
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
 
-import agents
 from agents.cli import USER_ERRORS, _Parser
 from agents.config import load_config
 from agents.curves import CurveError, first_reach, frames_per_step, read_curve
-from agents.evaluate import read_checkpoint
+from agents.launcher import Launcher, Stopped, budget_reached, run_state, train_args
 from agents.plotting import PlotError, plot_learning_curves, require_matplotlib
 from agents.published_results import Reference, references_for
 from agents.runner import check_env_id
 
 SUFFIXES = {"k": 10**3, "M": 10**6, "G": 10**9}
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-"""Signals that stop the benchmark; SIGHUP (a closed terminal) reaches the trainers as SIGTERM,
-the signals ``agents.runner`` checkpoints on."""
 
 
 class BenchError(Exception):
     """A seed could not be trained or evaluated; the message names the seed and what to do."""
-
-
-class Stopped(Exception):
-    """The benchmark was signalled to stop; the runs are checkpointed."""
 
 
 def parse_count(text: str) -> int:
@@ -116,102 +103,21 @@ class Bench:
         return self.out / f"seed_{seed}"
 
 
-class Launcher:
-    """Runs ``python -m agents.cli`` subprocesses and passes a stop signal on to them.
-
-    Children get their own session, so a Ctrl-C in the terminal reaches them once, from here,
-    and not twice (a second SIGINT while a trainer is closing would cut its shutdown short).
-    """
-
-    def __init__(self, log_to_files: bool) -> None:
-        self.log_to_files = log_to_files
-        self.stop = threading.Event()
-        self._children: set[subprocess.Popen] = set()
-        self._lock = threading.Lock()
-        # The children import the same ``agents`` package as this process.
-        root = str(Path(agents.__file__).resolve().parents[1])
-        path = os.environ.get("PYTHONPATH")
-        self._env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
-
-    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        """Signal handler: stop starting children and pass the signal to the running ones."""
-        forward = signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM
-        self.stop.set()
-        with self._lock:
-            for child in self._children:
-                child.send_signal(forward)
-
-    def run(self, args: list[str], log: Path) -> int:
-        """Run ``python -m agents.cli ARGS`` to completion; its exit code (``Stopped`` if the
-        benchmark was stopped before or while it ran)."""
-        argv = [sys.executable, "-m", "agents.cli", *args]
-        with self._open_log(log) as out:
-            with self._lock:
-                if self.stop.is_set():
-                    raise Stopped
-                print(
-                    f"bench_learning: {shlex.join(['rlkit', *args])}", file=sys.stderr, flush=True
-                )
-                child = subprocess.Popen(
-                    argv,
-                    stdout=out,
-                    stderr=out if self.log_to_files else None,
-                    env=self._env,
-                    start_new_session=True,
-                )
-                self._children.add(child)
-            try:
-                code = child.wait()
-            finally:
-                with self._lock:
-                    self._children.discard(child)
-        if self.stop.is_set():
-            raise Stopped
-        return code
-
-    def _open_log(self, log: Path) -> Any:
-        """The seed's log file (parallel runs), or this process's stderr (one at a time: the
-        trainer's progress bar stays visible and stdout is left to the final JSON)."""
-        if self.log_to_files:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            return log.open("a")
-        return os.fdopen(os.dup(2), "w")
-
-
 # ---------------------------------------------------------------------------------- one seed
 
 
 def progress(run_dir: Path) -> dict[str, Any] | None:
-    """Agent steps, running seconds and best periodic evaluation of ``last.pt`` (None if none).
-
-    Reads the whole checkpoint, replay buffer included when the run saved one: seconds for a
-    large buffer, once per seed and invocation.
-    """
-    last = run_dir / "checkpoints" / "last.pt"
-    if not last.exists():
-        return None
+    """``agents.launcher.run_state`` of the seed's run directory, a corrupt checkpoint named as
+    the seed's problem."""
     try:
-        ckpt, _ = read_checkpoint(last)
+        return run_state(run_dir)
     except USER_ERRORS as exc:
         raise BenchError(f"{exc}; delete {run_dir} to train this seed again") from None
-    runner = ckpt["runner"]
-    return {
-        "steps": int(ckpt["learner"]["env_steps"]),
-        "wall_seconds": float(runner["elapsed"]),
-        "best_score": float(runner["best_score"]),
-        "solved_at": runner.get("solved_at"),
-    }
 
 
 def finished(bench: Bench, state: dict[str, Any] | None) -> bool:
-    """The run has reached the step budget, or a confirmed ``train.target_score`` stopped it.
-
-    A best evaluation at the target is not enough: the runner stops only once a confirmation
-    evaluation clears the target with its standard errors to spare, and records that step.
-    """
-    if state is None:
-        return False
-    return state["steps"] >= bench.steps or state.get("solved_at") is not None
+    """The run has reached the step budget, or a confirmed ``train.target_score`` stopped it."""
+    return budget_reached(state, bench.steps)
 
 
 def train(bench: Bench, seed: int, launcher: Launcher) -> dict[str, Any]:
@@ -220,21 +126,7 @@ def train(bench: Bench, seed: int, launcher: Launcher) -> dict[str, Any]:
     state = progress(run_dir)
     if finished(bench, state):
         return state
-    if state is None:
-        args = [
-            "train",
-            bench.config,
-            "--seed",
-            str(seed),
-            "--steps",
-            str(bench.steps),
-            "--run-dir",
-            str(run_dir),
-        ]
-        for override in bench.overrides:
-            args += ["--set", override]
-    else:
-        args = ["train", "--resume", str(run_dir), "--steps", str(bench.steps)]
+    args = train_args(bench.config, run_dir, bench.steps, seed, bench.overrides, state)
     code = launcher.run(args, run_dir / "bench.log")
     where = f"see {run_dir / 'bench.log'}" if launcher.log_to_files else "see the message above"
     if code != 0:
@@ -548,15 +440,10 @@ def make_bench(args: argparse.Namespace) -> Bench:
 def run_seeds(bench: Bench, seeds: list[int], parallel: int) -> list[dict[str, Any]]:
     """Every seed's result, ``parallel`` at a time; ``Stopped`` or ``BenchError`` if any
     failed (the others still finish or stop cleanly first)."""
-    launcher = Launcher(log_to_files=parallel > 1)
-    previous = {sig: signal.signal(sig, launcher.on_signal) for sig in SIGNALS}
-    try:
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            futures = [pool.submit(bench_seed, bench, seed, launcher) for seed in seeds]
-            wait(futures)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    launcher = Launcher(log_to_files=parallel > 1, echo="bench_learning")
+    with launcher.forwarding_signals(), ThreadPoolExecutor(max_workers=parallel) as pool:
+        futures = [pool.submit(bench_seed, bench, seed, launcher) for seed in seeds]
+        wait(futures)
     if launcher.stop.is_set():
         raise Stopped
     errors = [f.exception() for f in futures if f.exception() is not None]
