@@ -3,7 +3,7 @@
 Public API: ``make_atari``, ``make_env``, ``make_vector_env``, ``is_atari``, ``array_shape``,
 ``AtariOptions`` (the Atari options, their defaults and ranges), the wrappers of
 ``envs.wrappers`` and MinAtar's (``envs.minatar``: ``make_minatar``, ``is_minatar``,
-``ChannelsFirst``, ``MissingExtraError``). See DESIGN.md ("envs") for the contract.
+``ChannelsFirst``, ``MissingExtraError``). The README documents the contract.
 """
 
 from envs.factory import make_atari, make_env

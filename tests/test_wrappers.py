@@ -32,7 +32,7 @@ def ale_env(env_id: str = "ALE/Pong-v5", **kwargs: Any) -> gym.Env:
 
 
 def reference(env_id: str, **kwargs: Any) -> gym.Env:
-    """The stack DESIGN.md promises to match bit for bit."""
+    """gymnasium's own Atari stack, which ours matches bit for bit."""
     return FrameStackObservation(
         AtariPreprocessing(ale_env(env_id, **kwargs), noop_max=0, frame_skip=4, screen_size=84), 4
     )
