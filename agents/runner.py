@@ -311,6 +311,7 @@ class Runner:
                    smoothing=0.05)
         start, shown = time.perf_counter() - state.elapsed, learner.env_steps
         sps_clock, sps_steps, last_bar = time.perf_counter(), learner.env_steps, 0.0
+        finished = False
         try:
             while learner.env_steps < total and not self._should_stop():
                 scalars = learner.train_iteration()
@@ -345,6 +346,7 @@ class Runner:
             bar.update(min(learner.env_steps, total) - shown)
             state.elapsed = time.perf_counter() - start
             path = self.checkpoint()
+            finished = True
         finally:
             bar.close()
             if self.dist.is_main:
@@ -354,7 +356,7 @@ class Runner:
                 signal.signal(sig, handler)
             self.logger.close()
             learner.close()
-            self.dist.close()
+            self.dist.close(clean=finished)
         code = 0 if self._stop_signal is None else 128 + self._stop_signal
         if not self.dist.is_main:
             return code
@@ -445,7 +447,7 @@ def _runner(cfg: Config, run_dir: Path, dist: DistributedContext,
             created = _make_run_dir(run_dir)
         return Runner(cfg, run_dir, resume=resume, dist=dist)
     except BaseException:
-        dist.close()
+        dist.close(clean=False)
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         raise

@@ -147,10 +147,27 @@ class DistributedContext:
         if self.is_distributed:
             dist.barrier()
 
-    def close(self) -> None:
-        """Destroy the process group (idempotent; a no-op for a single process)."""
-        if self.is_distributed and dist.is_initialized():
-            dist.destroy_process_group()
+    def close(self, *, clean: bool = True) -> None:
+        """Tear the process group down (idempotent; a no-op for a single process).
+
+        ``clean`` (every rank finished normally): all ranks first meet at a barrier, so none
+        destroys its connections while a peer may still be inside a collective or tearing down
+        its own, and the group goes away on every rank at the same point. After a failure on
+        this rank (``clean=False``) the peers may never arrive, so no collective is attempted:
+        the group is destroyed locally and the launcher stops the rest of the job.
+        """
+        if not (self.is_distributed and dist.is_initialized()):
+            return
+        if clean:
+            dist.barrier()
+        dist.destroy_process_group()
+
+    def __enter__(self) -> DistributedContext:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: Any) -> None:
+        """``with init_distributed(...) as ctx:`` closes cleanly unless the block raised."""
+        self.close(clean=exc_type is None)
 
     # ------------------------------------------------------------------ seeds and counters
 
@@ -331,6 +348,9 @@ def launch(nproc: int, module: str, args: Sequence[str]) -> int:
     # torchrun kills ranks 30 s after forwarding a stop signal by default: too short for a rank
     # writing a checkpoint with its replay buffer (up to 2 GB). The user's own setting wins.
     env.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", str(SHUTDOWN_TIMEOUT_S))
+    # A rank killed by a signal (e.g. SIGABRT from native code) then prints every thread's Python
+    # stack, so the launcher's "exitcode -6" comes with where each rank was.
+    env.setdefault("PYTHONFAULTHANDLER", "1")
     proc = subprocess.Popen([command[0], "-c", _QUIET_LAUNCHER, *command[3:]], env=env)
     previous = signal.signal(signal.SIGTERM, lambda signum, _frame: proc.send_signal(signum))
     try:

@@ -66,8 +66,7 @@ def _rank(rank: int, args: argparse.Namespace, port: int, out: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(args.nproc), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    ctx = init_distributed("cpu")
-    try:
+    with init_distributed("cpu") as ctx:
         torch.manual_seed(0)
         explicit = Net()
         ctx.broadcast_module(explicit)
@@ -92,8 +91,6 @@ def _rank(rank: int, args: argparse.Namespace, port: int, out: str) -> None:
         ctx.assert_in_sync(explicit)
         if ctx.is_main:
             Path(out).write_text(json.dumps({k: statistics.median(v) for k, v in times.items()}))
-    finally:
-        ctx.close()
 
 
 def _scaling_rank(rank: int, nproc: int, args: argparse.Namespace, port: int, out: str) -> None:
@@ -104,27 +101,26 @@ def _scaling_rank(rank: int, nproc: int, args: argparse.Namespace, port: int, ou
     torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    ctx = init_distributed("cpu")
     config = {"cartpole": "cartpole_paac.yaml", "pong": "pong_paac.yaml"}[args.env]
     cfg = load_config(ROOT / "configs" / config, [
         f"env.num_envs={args.envs_per_rank}", "env.backend=sync", "train.device=cpu",
         "train.log_every=1000000000"])
-    learner = PAACLearner(cfg, ctx.device, Logger(None), ctx)
-    try:
-        for _ in range(args.warmup):
-            learner.train_iteration()
-        ctx.barrier()
-        start, steps = time.perf_counter(), learner.env_steps
-        for _ in range(args.iterations):
-            learner.train_iteration()
-        ctx.barrier()
-        elapsed = time.perf_counter() - start
-        ctx.assert_in_sync(learner.net)
-        if ctx.is_main:
-            Path(out).write_text(json.dumps({"sps": (learner.env_steps - steps) / elapsed}))
-    finally:
-        learner.close()
-        ctx.close()
+    with init_distributed("cpu") as ctx:
+        learner = PAACLearner(cfg, ctx.device, Logger(None), ctx)
+        try:
+            for _ in range(args.warmup):
+                learner.train_iteration()
+            ctx.barrier()
+            start, steps = time.perf_counter(), learner.env_steps
+            for _ in range(args.iterations):
+                learner.train_iteration()
+            ctx.barrier()
+            elapsed = time.perf_counter() - start
+            ctx.assert_in_sync(learner.net)
+            if ctx.is_main:
+                Path(out).write_text(json.dumps({"sps": (learner.env_steps - steps) / elapsed}))
+        finally:
+            learner.close()
 
 
 def scaling(args: argparse.Namespace) -> dict:

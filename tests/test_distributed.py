@@ -72,8 +72,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     """One rank: different init per rank, broadcast, K updates on this rank's half of the data."""
     torch.set_num_threads(1)
     _set_launch_env(rank, world, port)
-    ctx = init_distributed("cpu", timeout_s=60)
-    try:
+    with init_distributed("cpu", timeout_s=60) as ctx:
         report: dict = {"rank": ctx.rank, "world": ctx.world_size, "backend": ctx.backend,
                         "is_main": ctx.is_main}
         model = _model(seed=rank)  # ranks start different; broadcast must fix that
@@ -100,8 +99,6 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             report["desync"] = str(exc)
         ctx.barrier()
         torch.save(report, Path(out) / f"rank{rank}.pt")
-    finally:
-        ctx.close()
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +180,33 @@ def test_single_process_context_without_launcher_variables(monkeypatch):
     ctx.close()
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert not init_distributed("cpu").is_distributed
+
+
+def _recording_teardown(monkeypatch) -> list[str]:
+    """Replace the process-group calls that ``close`` makes by recorders (no real group)."""
+    import rlkit.distributed as rd
+
+    calls: list[str] = []
+    monkeypatch.setattr(rd.dist, "is_initialized", lambda: "destroy" not in calls)
+    monkeypatch.setattr(rd.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(rd.dist, "destroy_process_group", lambda: calls.append("destroy"))
+    return calls
+
+
+def test_clean_close_meets_every_rank_before_destroying(monkeypatch):
+    calls = _recording_teardown(monkeypatch)
+    ctx = DistributedContext(rank=1, world_size=2, backend="gloo")
+    with ctx:
+        pass
+    ctx.close()  # idempotent
+    assert calls == ["barrier", "destroy"]
+
+
+def test_close_after_a_failure_waits_for_no_peer(monkeypatch):
+    calls = _recording_teardown(monkeypatch)
+    with pytest.raises(RuntimeError), DistributedContext(rank=1, world_size=2, backend="gloo"):
+        raise RuntimeError("this rank failed")
+    assert calls == ["destroy"]  # a barrier could wait for a peer that never comes
 
 
 @pytest.mark.parametrize(

@@ -41,11 +41,8 @@ def _paac_rank(rank: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    ctx = init_distributed("cpu", timeout_s=60)
-    try:
+    with init_distributed("cpu", timeout_s=60) as ctx:
         torch.save(_run_paac(_paac(ENVS_PER_RANK, ctx)), Path(out) / f"rank{rank}.pt")
-    finally:
-        ctx.close()
 
 
 def test_paac_two_ranks_equal_one_process_with_twice_the_envs(tmp_path):
