@@ -9,6 +9,9 @@ an untimed warm-up that fills the buffer, and reports agent steps per second. Se
 * ``paac``: ``agents.paac.PAACLearner`` (configs/pong_paac.yaml) vs ``stable_baselines3.A2C``
   with 16 and 32 envs, n_steps 5, the same Nature CNN; plus the NIPS CNN and learner-only
   updates/s (``--steps`` is the timed agent steps per measurement).
+* ``ppo``: ``agents.ppo.PPOLearner`` (configs/pong_ppo.yaml: 8 envs, 128 steps, 4 epochs of 4
+  minibatches, Nature CNN) vs ``stable_baselines3.PPO`` with the same settings; whole
+  iterations (rollout + every epoch), ``--steps`` rounded up to whole rollouts of 1,024 steps.
 * ``distributed`` (``--nproc N``): PAAC on Pong, 16 envs per rank, with 1 and with N gloo ranks
   on this CPU; global frames/s and scaling efficiency (``scripts/bench_distributed.py``).
 
@@ -219,6 +222,81 @@ def bench_paac(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+PPO_ROLLOUT = 8 * 128
+"""Agent steps per PPO iteration in configs/pong_ppo.yaml: 8 envs x 128 steps."""
+
+
+def _ppo_iterations(args: argparse.Namespace) -> int:
+    return max(1, -(-args.steps // PPO_ROLLOUT))
+
+
+def _rlkit_ppo_sps(args: argparse.Namespace, backend: str) -> float:
+    """Agent steps/s of whole PPO iterations (rollout, GAE, 4 epochs x 4 minibatches)."""
+    from agents.config import load_config
+    from agents.ppo import PPOLearner
+    from rlkit.logger import Logger
+
+    cfg = load_config(ROOT / "configs" / "pong_ppo.yaml", [
+        f"env.backend={backend}", f"train.device={args.device}", f"train.seed={args.seed}",
+        "train.log_every=1000000000",
+    ])
+    learner = PPOLearner(cfg, torch.device(args.device), Logger(None))
+    try:
+        learner.train_iteration()  # warm-up: allocator, Adam state
+        _sync(args)
+        start_steps, start = learner.env_steps, time.perf_counter()
+        for _ in range(_ppo_iterations(args)):
+            learner.train_iteration()
+        _sync(args)
+        return (learner.env_steps - start_steps) / (time.perf_counter() - start)
+    finally:
+        learner.close()
+
+
+def _sb3_ppo_sps(args: argparse.Namespace) -> float:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    env = VecFrameStack(make_atari_env("PongNoFrameskip-v4", n_envs=8, seed=args.seed), 4)
+    # The rl-zoo3 / CleanRL Atari settings that configs/pong_ppo.yaml holds.
+    model = PPO("CnnPolicy", env, n_steps=128, n_epochs=4, batch_size=256, learning_rate=2.5e-4,
+                clip_range=0.1, clip_range_vf=0.1, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5,
+                gamma=0.99, gae_lambda=0.95, device=args.device, seed=args.seed, verbose=0)
+    try:
+        model.learn(total_timesteps=PPO_ROLLOUT)  # warm-up: one iteration, as for rlkit
+        _sync(args)
+        start_steps, start = model.num_timesteps, time.perf_counter()
+        model.learn(total_timesteps=_ppo_iterations(args) * PPO_ROLLOUT,
+                    reset_num_timesteps=False)
+        _sync(args)
+        return (model.num_timesteps - start_steps) / (time.perf_counter() - start)
+    finally:
+        env.close()
+
+
+def bench_ppo(args: argparse.Namespace) -> dict[str, Any]:
+    """PPO on Pong vs SB3 PPO with the same network and hyperparameters.
+
+    rlkit is timed with its ``auto`` env backend (ale-py's native vector env) and with the
+    ``sync`` backend (one env after another in this process, as SB3's default ``DummyVecEnv``),
+    so the ratio that comes from the learner alone is visible too.
+    """
+    auto_sps = _rlkit_ppo_sps(args, "auto")
+    sync_sps = _rlkit_ppo_sps(args, "sync")
+    sb3_sps = _sb3_ppo_sps(args)
+    return {
+        "rlkit_auto_backend_steps_per_s": round(auto_sps, 1),
+        "rlkit_sync_backend_steps_per_s": round(sync_sps, 1),
+        "sb3_ppo_steps_per_s": round(sb3_sps, 1),
+        "speedup": round(auto_sps / sb3_sps, 2),
+        "speedup_same_env_stepping": round(sync_sps / sb3_sps, 2),
+        "settings": {"env": "Pong (frame skip 4, 84x84x4)", "num_envs": 8, "n_steps": 128,
+                     "n_epochs": 4, "minibatch": 256, "network": "Nature CNN",
+                     "timed_steps": _ppo_iterations(args) * PPO_ROLLOUT, "frames_per_step": 4},
+    }
+
+
 def bench_distributed(args: argparse.Namespace) -> dict[str, Any]:
     from bench_distributed import scaling  # scripts/ is on sys.path when run as a script
 
@@ -231,6 +309,7 @@ def bench_distributed(args: argparse.Namespace) -> dict[str, Any]:
 SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "dqn": bench_dqn,
     "paac": bench_paac,
+    "ppo": bench_ppo,
     "distributed": bench_distributed,
 }
 
