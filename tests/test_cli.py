@@ -8,28 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from agents.cli import main
-
-ROOT = Path(__file__).resolve().parents[1]
-CARTPOLE = str(ROOT / "configs" / "cartpole_dqn.yaml")
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from cli_helpers import CARTPOLE, ROOT, one_error_line, run_cli
 
 
 def assert_one_error_line(err: str, expected: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("rlkit: error: "), lines[0]
-    assert expected in lines[0], lines[0]
-    assert "Traceback" not in err
+    line = one_error_line(err)
+    assert expected in line, line
 
 
 @pytest.mark.parametrize(

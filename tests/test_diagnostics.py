@@ -4,12 +4,11 @@ surviving --resume exactly."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from cli_helpers import CARTPOLE, SMALL_CARTPOLE
 from torch import nn
 
 from agents.cli import main
@@ -20,18 +19,7 @@ from rlkit.monitors import NonFiniteError
 from rlkit.schedules import ReduceOnPlateau
 from rlkit.update import UpdateStep
 
-ROOT = Path(__file__).resolve().parents[1]
-CARTPOLE = str(ROOT / "configs" / "cartpole_dqn.yaml")
-
-SMALL = [
-    "--set", "train.progress=false", "--set", "agent.learning_starts=100",
-    "--set", "agent.train_freq=4", "--set", "agent.gradient_steps=2",
-    "--set", "agent.target_update_steps=20", "--set", "agent.batch_size=16",
-    "--set", "agent.mlp_hidden=[16]", "--set", "agent.epsilon_decay_steps=400",
-    "--set", "env.num_envs=2", "--set", "train.log_every=100", "--set", "train.eval_every=300",
-    "--set", "train.eval_episodes=2", "--set", "checkpoint.every=250",
-    "--set", "train.target_score=null",
-]
+SMALL = [*SMALL_CARTPOLE, "--set", "train.target_score=null"]
 EMA_PLATEAU = ["--set", "train.eval_ema=0.9", "--set", "optim.lr_schedule=plateau",
                "--set", "optim.lr_plateau_patience=0", "--set", "optim.lr_final=1e-5"]
 

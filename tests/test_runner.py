@@ -13,25 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import CARTPOLE, ROOT, SMALL_CARTPOLE
 
 from agents.cli import main
 from agents.config import load_config
 from rlkit.checkpoint import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-CARTPOLE = str(ROOT / "configs" / "cartpole_dqn.yaml")
 PONG = str(ROOT / "configs" / "pong_dqn.yaml")
 PAAC = str(ROOT / "configs" / "cartpole_paac.yaml")
-
-SMALL_CARTPOLE = [
-    "--set", "train.progress=false", "--set", "agent.learning_starts=100",
-    "--set", "agent.train_freq=4", "--set", "agent.gradient_steps=2",
-    "--set", "agent.target_update_steps=20", "--set", "agent.batch_size=16",
-    "--set", "agent.mlp_hidden=[16]", "--set", "agent.epsilon_decay_steps=400",
-    "--set", "env.num_envs=2", "--set", "train.log_every=100", "--set", "train.eval_every=300",
-    "--set", "train.eval_episodes=2", "--set", "checkpoint.every=250",
-]
-
 
 def params(path: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path)["learner"]["q"]

@@ -17,35 +17,18 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import CARTPOLE, ROOT, one_error_line, run_cli
 
 from agents import search as search_mod
-from agents.cli import main
 from agents.curves import read_curve
 from agents.launcher import run_state
 from agents.search import make_search, parse_param, ranked, summary
 from rlkit.search import Choice, LogUniform, Uniform
 
-ROOT = Path(__file__).resolve().parents[1]
-CARTPOLE = str(ROOT / "configs" / "cartpole_dqn.yaml")
 LR = "optim.lr=loguniform(1e-4,1e-2)"
 TINY = ["--set", "agent.learning_starts=100", "--set", "checkpoint.every=200",
         "--set", "train.eval_every=0", "--set", "train.target_score=null", "--set",
         "agent.buffer_size=1000"]
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("rlkit: error: "), err
-    return lines[0]
 
 
 # ------------------------------------------------------------------------------ specs
