@@ -64,6 +64,19 @@ def spread(scores: list[float]) -> dict[str, float]:
             "min": min(scores)}
 
 
+def mean_spread(spreads: list[dict[str, float]]) -> dict[str, float]:
+    """The per-seed spreads averaged over the seeds, statistic by statistic."""
+    return {stat: statistics.fmean(s[stat] for s in spreads) for stat in ("mean", "std", "min")}
+
+
+def report(result: dict[str, Any], out: Path) -> None:
+    """Print ``result`` as JSON and write it to ``out/results.json``."""
+    text = json.dumps(result, indent=2)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(text + "\n")
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "cartpole_paac.yaml"))
@@ -82,19 +95,13 @@ def main() -> None:
             "late_raw": spread([record["raw"][i] for i in late]),
             "late_ema": spread([record["ema"][i] for i in late]),
         }
-    summary = {
-        kind: {stat: statistics.fmean(s[f"late_{kind}"][stat] for s in per_seed.values())
-               for stat in ("mean", "std", "min")}
-        for kind in ("raw", "ema")
-    }
+    summary = {kind: mean_spread([s[f"late_{kind}"] for s in per_seed.values()])
+               for kind in ("raw", "ema")}
     result = {"config": args.config, "ema": args.ema, "steps": args.steps,
               "eval_every": args.eval_every, "seeds": args.seeds,
               "late_evaluations": f"periodic evaluations after step {args.steps // 2}",
               "mean_over_seeds": summary, "per_seed": per_seed}
-    text = json.dumps(result, indent=2)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(text + "\n")
-    print(text)
+    report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ rate each plateau run ended with. Prints one JSON object (also written to ``OUT/
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from measure_ema import spread  # noqa: E402  (scripts/ is on sys.path when run as a script)
+from measure_ema import mean_spread, report, spread  # noqa: E402  (scripts/ is on sys.path when run as a script)
 
 from agents.runner import start_run  # noqa: E402
 
@@ -77,20 +75,14 @@ def main() -> None:
             late = [s for step, s in zip(record["steps"], record["scores"], strict=True)
                     if step > args.steps // 2]
             per_seed[seed][schedule] = {**record, "late": spread(late)}
-    summary = {
-        schedule: {stat: statistics.fmean(s[schedule]["late"][stat] for s in per_seed.values())
-                   for stat in ("mean", "std", "min")}
-        for schedule in ("constant", "plateau")
-    }
+    summary = {schedule: mean_spread([s[schedule]["late"] for s in per_seed.values()])
+               for schedule in ("constant", "plateau")}
     result = {"config": args.config, "steps": args.steps, "eval_every": args.eval_every,
               "plateau": {"patience": args.patience, "factor": args.factor, "floor": args.floor},
               "seeds": args.seeds,
               "late_evaluations": f"periodic evaluations after step {args.steps // 2}",
               "mean_over_seeds": summary, "per_seed": per_seed}
-    text = json.dumps(result, indent=2)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(text + "\n")
-    print(text)
+    report(result, args.out)
 
 
 if __name__ == "__main__":
