@@ -3,6 +3,10 @@ overrides that shrink it to a seconds-long run, and the one-line-error checks.""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 from agents.cli import main
@@ -37,3 +41,17 @@ def one_error_line(err: str) -> str:
     assert len(lines) == 1 and lines[0].startswith("rlkit: error: "), err
     assert "Traceback" not in err
     return lines[0]
+
+
+def interrupt_when_checkpointed(argv: list[str], checkpoint: Path) -> subprocess.CompletedProcess:
+    """Start ``argv`` (a command that drives runs), Ctrl-C it (SIGINT to it alone) once
+    ``checkpoint`` exists, and return how it ended, output captured."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    deadline = time.monotonic() + 120  # a guard against hanging, not a timing assertion
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import interrupt_when_checkpointed
 
 from agents.curves import read_curve
 from agents.evaluate import read_checkpoint
@@ -64,17 +62,7 @@ def _interrupt_after_first_checkpoint(out: Path) -> subprocess.CompletedProcess:
         str(out),
         *TINY,
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    bench = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    last = out / "seed_1" / "checkpoints" / "last.pt"
-    deadline = time.monotonic() + 120  # a guard against hanging, not a timing assertion
-    while not last.exists() and bench.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    bench.send_signal(signal.SIGINT)
-    stdout, stderr = bench.communicate(timeout=120)
-    return subprocess.CompletedProcess(argv, bench.returncode, stdout, stderr)
+    return interrupt_when_checkpointed(argv, out / "seed_1" / "checkpoints" / "last.pt")
 
 
 def test_interrupted_benchmark_resumes_and_reports(tmp_path: Path, capfd) -> None:

@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import CARTPOLE, ROOT, one_error_line, run_cli
+from cli_helpers import CARTPOLE, ROOT, interrupt_when_checkpointed, one_error_line, run_cli
 
 from agents import search as search_mod
 from agents.curves import read_curve
@@ -227,15 +225,8 @@ def test_interrupted_search_resumes_its_trial(tmp_path) -> None:
     argv = [sys.executable, "-m", "agents.cli", "search", CARTPOLE, "--param", LR, "--trials",
             "1", "--steps", "20000", "--episodes", "2", "--out", str(out), *TINY,
             "--set", "agent.learning_starts=20000", "--set", "checkpoint.every=500"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
-    last = out / "trial_000" / "checkpoints" / "last.pt"
-    deadline = time.monotonic() + 120  # a guard against hanging, not a timing assertion
-    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
+    proc = interrupt_when_checkpointed(argv, out / "trial_000" / "checkpoints" / "last.pt")
+    stdout, stderr = proc.stdout, proc.stderr
     assert proc.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1].startswith("rlkit: interrupted: finished trials are "
                                                       "in ")
@@ -244,6 +235,7 @@ def test_interrupted_search_resumes_its_trial(tmp_path) -> None:
     assert 0 < stopped_at < 20000
     assert json.loads((out / "results.json").read_text())["trials"] == []
 
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].startswith("trial 0 (1/1 done)")
