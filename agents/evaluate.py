@@ -3,7 +3,9 @@
 The protocol is the DQN paper's (Mnih et al. 2015): whole games (no life-loss episodes),
 unclipped game score, up to 30 random no-op starts, epsilon 0.05 for value-based agents, games
 capped at 108k frames (``env.max_episode_frames``). Evaluation builds only the policy network
-(``agents.policy.build_policy``) and one evaluation env: no training envs, no replay buffer.
+(``agents.policy.build_policy``) and the evaluation envs: no training envs, no replay buffer.
+Up to ``agents.environments.PARALLEL_GAMES`` games are played side by side, each env its fixed
+share of the games, so one batched forward pass acts for all of them (``play_games``).
 
 Sticky actions (Machado et al. 2018, "Revisiting the Arcade Learning Environment"): with
 probability 0.25 (``STICKY_ACTIONS``) the emulator repeats the previous action instead of the
@@ -18,7 +20,7 @@ played under, since a score means little without it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 
 from agents.config import Config, ConfigError, config_from_dict
-from agents.environments import EVAL_NOOP_MAX, make_eval_env
+from agents.environments import EVAL_NOOP_MAX, make_eval_envs
 from agents.policy import build_policy
 from envs import is_atari, is_minatar
 from envs.atari_scores import human_normalized
@@ -42,7 +44,7 @@ STICKY_ACTIONS = 0.25
 """Repeat-action probability of the sticky-action protocol (Machado et al. 2018)."""
 
 ActFn = Callable[[np.ndarray], np.ndarray]
-"""Maps a batch of observations ``(1, *obs_shape)`` to actions ``(1,)``."""
+"""Maps a batch of observations ``(n, *obs_shape)`` to actions ``(n,)``."""
 
 
 @dataclass(frozen=True)
@@ -157,34 +159,72 @@ def _render(env: gym.Env) -> np.ndarray | None:
     return frame if isinstance(frame, np.ndarray) else None
 
 
-def play_games(act: ActFn, env: gym.Env, episodes: int, *, seed: int | None = None,
-               video: VideoRecorder | None = None) -> EvalResult:
-    """Play ``episodes`` whole games; the score is the sum of unclipped rewards of each game.
+def game_seeds(seed: int | None, count: int) -> list[int | None]:
+    """First-reset seeds of ``count`` envs playing side by side, hashed from ``seed`` by numpy's
+    ``SeedSequence``: evaluations from different seeds share no env seed (bar a one-in-2**32
+    collision), which consecutive seeds ``seed + k`` would not give."""
+    if seed is None:
+        return [None] * count
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(count)]
 
-    The first reset is seeded (then the env's own RNG continues), so an evaluation is
-    reproducible. ``video`` records the first game only.
+
+def game_quotas(episodes: int, count: int) -> list[int]:
+    """Games each of ``count`` envs plays: ``episodes`` split evenly, the first envs taking the
+    remainder. A fixed share per env, not the first ``episodes`` games to finish, which would
+    favour short games (in most games, the bad ones)."""
+    return [episodes // count + (k < episodes % count) for k in range(count)]
+
+
+def play_games(act: ActFn, envs: Sequence[gym.Env], episodes: int, *, seed: int | None = None,
+               video: VideoRecorder | None = None) -> EvalResult:
+    """Play ``episodes`` whole games on ``envs`` side by side; a game's score is the sum of its
+    unclipped rewards.
+
+    Each step calls ``act`` once, on the stacked observations of the envs still playing, so the
+    network runs once per step for all of them. Env ``k`` plays ``game_quotas(...)[k]`` games,
+    its first reset seeded with ``game_seeds(seed, ...)[k]`` (then its own RNG continues), so an
+    evaluation is reproducible for a given number of envs. ``video`` records the first game of
+    the first env. Scores are listed env by env, each env's in the order played.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    returns, lengths = [], []
-    for game in range(episodes):
-        obs, _ = env.reset(seed=seed if game == 0 else None)
-        recorder = video if game == 0 else None  # the first game only
-        score, length, done = 0.0, 0, False
-        while not done:
-            if recorder is not None:
-                recorder.add(_render(env))
-            action = act(np.asarray(obs)[None])[0]
-            obs, reward, terminated, truncated, info = env.step(action)
-            score += float(info.get("raw_reward", reward))
-            length += 1
-            done = bool(terminated or truncated)
+    envs = list(envs)[:episodes]  # an env without a game to play would only cost steps
+    if not envs:
+        raise ValueError("play_games needs at least one env")
+    quotas = game_quotas(episodes, len(envs))
+    returns: list[list[float]] = [[] for _ in envs]
+    lengths: list[list[int]] = [[] for _ in envs]
+    obs = [env.reset(seed=s)[0] for env, s in
+           zip(envs, game_seeds(seed, len(envs)), strict=True)]
+    scores = [0.0] * len(envs)
+    steps = [0] * len(envs)
+    recorder = video
+    playing = list(range(len(envs)))
+    while playing:
         if recorder is not None:
-            recorder.add(_render(env))
-            recorder.close()
-        returns.append(score)
-        lengths.append(length)
-    return EvalResult(returns, lengths)
+            recorder.add(_render(envs[0]))
+        actions = act(np.stack([np.asarray(obs[k]) for k in playing]))
+        still_playing = []
+        for k, action in zip(playing, actions, strict=True):
+            obs[k], reward, terminated, truncated, info = envs[k].step(action)
+            scores[k] += float(info.get("raw_reward", reward))
+            steps[k] += 1
+            if not (terminated or truncated):
+                still_playing.append(k)
+                continue
+            if k == 0 and recorder is not None:  # the first game only
+                recorder.add(_render(envs[0]))
+                recorder.close()
+                recorder = None
+            returns[k].append(scores[k])
+            lengths[k].append(steps[k])
+            scores[k], steps[k] = 0.0, 0
+            if len(returns[k]) < quotas[k]:
+                obs[k] = envs[k].reset()[0]
+                still_playing.append(k)
+        playing = still_playing
+    return EvalResult([r for env_returns in returns for r in env_returns],
+                      [n for env_lengths in lengths for n in env_lengths])
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
@@ -250,7 +290,8 @@ def evaluate_checkpoint(
     device = device or torch.device("cpu")
     ckpt, cfg = read_checkpoint(path)
     cfg = eval_env_config(cfg, repeat_action_probability)
-    env = make_eval_env(cfg.env, seed=seed, render_mode="rgb_array" if video_dir else None)
+    envs = make_eval_envs(cfg.env, episodes, render_mode="rgb_array" if video_dir else None)
+    env = envs[0]
     try:
         policy = build_policy(cfg, ckpt["learner"], env.observation_space, env.action_space,
                               device, seed=seed)
@@ -266,9 +307,10 @@ def evaluate_checkpoint(
             else:
                 fps = float(env.metadata.get("render_fps") or 30)
             video = VideoRecorder(Path(video_dir) / "game0.mp4", fps)
-        result = play_games(act, env, episodes, seed=seed, video=video)
+        result = play_games(act, envs, episodes, seed=seed, video=video)
     finally:
-        env.close()
+        for each in envs:
+            each.close()
     protocol = eval_protocol(cfg, greedy=greedy, epsilon=epsilon,
                              uses_epsilon=getattr(policy, "explores_with_epsilon", True))
     return dataclasses.replace(result, env_id=cfg.env.id, protocol=protocol)

@@ -1,16 +1,19 @@
-"""``rlkit evaluate``: human-normalised scores (Nature DQN table), the protocol in the JSON, and
-the sticky-action protocol of Machado et al. 2018."""
+"""``rlkit evaluate``: games played side by side, human-normalised scores (Nature DQN table), the
+protocol in the JSON, and the sticky-action protocol of Machado et al. 2018."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 from agents.cli import main
-from agents.environments import make_eval_env
-from agents.evaluate import STICKY_ACTIONS, eval_env_config, read_checkpoint
+from agents.config import EnvConfig
+from agents.environments import PARALLEL_GAMES, make_eval_env, make_eval_envs
+from agents.evaluate import STICKY_ACTIONS, eval_env_config, play_games, read_checkpoint
 from envs.atari_scores import RANDOM_AND_HUMAN, game_name, human_normalized
 from envs.registry import canonical_atari_id
 
@@ -47,6 +50,81 @@ def evaluate(capsys, ckpt: Path, tmp_path: Path, *extra: str) -> tuple[dict, str
     out_json = tmp_path / "eval.json"
     assert main(["evaluate", str(ckpt), "--episodes", "1", "--json", str(out_json), *extra]) == 0
     return json.loads(out_json.read_text()), capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- games side by side
+
+
+class FixedLengthGame(gym.Env):
+    """Games of ``length`` steps, 1 point per step: a game's score is its length."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (2,))
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self.t = 0
+        self.seeds: list[int | None] = []
+
+    def reset(self, *, seed=None, options=None):
+        self.seeds.append(seed)
+        self.t = 0
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(2, dtype=np.float32), 1.0, self.t >= self.length, False, {}
+
+
+def test_each_env_plays_its_share_so_short_games_are_not_favoured():
+    """The first 5 games to finish would be 5 one-step games; each env plays its share instead
+    (3 and 2), so the long games count as often as they were dealt."""
+    envs = [FixedLengthGame(1), FixedLengthGame(5)]
+    result = play_games(lambda obs: np.zeros(len(obs), dtype=np.int64), envs, 5, seed=0)
+    assert result.returns == [1.0, 1.0, 1.0, 5.0, 5.0]
+    assert result.lengths == [1, 1, 1, 5, 5]
+
+
+def test_one_act_call_per_step_serves_every_env_still_playing():
+    batches: list[int] = []
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        batches.append(len(obs))
+        return np.zeros(len(obs), dtype=np.int64)
+
+    envs = [FixedLengthGame(2), FixedLengthGame(4), FixedLengthGame(4)]
+    result = play_games(act, envs, 3, seed=0)
+    assert sorted(result.returns) == [2.0, 4.0, 4.0]
+    assert batches == [3, 3, 2, 2]  # the 2-step game ends after the second step
+
+
+def test_envs_beyond_the_games_are_left_idle_and_seeds_differ_per_env():
+    envs = [FixedLengthGame(3) for _ in range(4)]
+    result = play_games(lambda obs: np.zeros(len(obs), dtype=np.int64), envs, 2, seed=7)
+    assert result.returns == [3.0, 3.0]
+    assert envs[2].seeds == envs[3].seeds == []  # never reset: no game for them
+    first = [env.seeds[0] for env in envs[:2]]
+    assert None not in first and len(set(first)) == 2
+
+
+def test_cartpole_evaluation_is_reproducible_and_seeded():
+    """Same seed, same games; another seed, other games (a random policy on CartPole)."""
+    def scores(seed: int) -> list[float]:
+        rng = np.random.default_rng(0)
+        envs = make_eval_envs(EnvConfig(id="CartPole-v1"), 20)
+        try:
+            return play_games(lambda obs: rng.integers(2, size=len(obs)), envs, 20,
+                              seed=seed).returns
+        finally:
+            for env in envs:
+                env.close()
+
+    assert scores(3) == scores(3)
+    assert scores(3) != scores(4)
+    many = make_eval_envs(EnvConfig(id="CartPole-v1"), 1000)
+    assert len(many) == PARALLEL_GAMES
+    for env in many:
+        env.close()
 
 
 # ----------------------------------------------------------------------------- reference scores

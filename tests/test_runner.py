@@ -258,7 +258,7 @@ def scripted_games(monkeypatch):
     confirmations = {runner.confirmation_seed(0, k): games for k, games in
                      enumerate(CONFIRMED, start=1)}
 
-    def play(act, env, episodes, *, seed=None, video=None):
+    def play(act, envs, episodes, *, seed=None, video=None):
         seeds.append(seed)
         returns = [500.0] * episodes if seed == 10_000 else confirmations[seed]
         assert len(returns) == episodes
