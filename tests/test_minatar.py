@@ -4,6 +4,7 @@ network ``auto`` picks for its 10x10 observations, and one learner update of DQN
 from __future__ import annotations
 
 import builtins
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -25,7 +26,8 @@ from rlkit.logger import Logger
 
 pytest.importorskip("minatar")
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
 CHANNELS = {"Asterix": 4, "Breakout": 4, "Freeway": 7, "Seaquest": 10, "SpaceInvaders": 6}
 MINIMAL_ACTIONS = {"Asterix": 5, "Breakout": 3, "Freeway": 3, "Seaquest": 6, "SpaceInvaders": 4}
 
@@ -266,3 +268,33 @@ def test_train_evaluate_export_round_trip(config, tmp_path, capsys):
         assert summary["human_normalized"] is None
         assert summary["protocol"]["repeat_action_probability"] == 0.1  # MinAtar's own
     capsys.readouterr()
+
+
+def _script(name: str):
+    """A module of ``scripts/`` (not a package), loaded by path."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seaquest_surfacing_reads_the_game_state_and_refuses_other_games(tmp_path, capsys):
+    surfacing = _script("seaquest_surfacing")
+    runs = {}
+    for game in ("Seaquest", "Breakout"):
+        run = runs[game] = tmp_path / game
+        sets = ["env.num_envs=2", "train.threads=1", "train.progress=false", "train.eval_every=0",
+                "checkpoint.every=0", f"env.id=MinAtar/{game}-v0"]
+        argv = ["train", str(CONFIGS / "minatar_paac.yaml"), "--run-dir", str(run), "--steps", "40"]
+        assert main([*argv, *[a for s in sets for a in ("--set", s)]]) == 0
+    capsys.readouterr()
+    seaquest = str(runs["Seaquest"] / "checkpoints" / "last.pt")
+    assert surfacing.main([seaquest, "--games", "2", "--seed", "3"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["env_id"] == "MinAtar/Seaquest-v0" and len(report["scores"]) == 2
+    assert len(report["surfacings"]) == len(report["oxygen_at_end"]) == 2
+    assert report["games_out_of_oxygen"] == sum(o < 0 for o in report["oxygen_at_end"])
+    breakout = str(runs["Breakout"] / "checkpoints" / "last.pt")
+    assert surfacing.main([breakout]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not MinAtar Seaquest" in err
