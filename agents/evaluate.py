@@ -36,6 +36,7 @@ from envs import is_atari, is_minatar
 from envs.atari_scores import human_normalized
 from envs.minatar import STICKY_ACTION_PROB
 from rlkit.checkpoint import CheckpointError, load_checkpoint
+from rlkit.device import set_cpu_threads
 
 CHECKPOINT_FORMAT = "rlkit/1"
 """Value of ``checkpoint["format"]`` for files written by ``rlkit train``."""
@@ -289,6 +290,7 @@ def evaluate_checkpoint(
         raise ConfigError(f"--epsilon must be in [0, 1], got {epsilon}")
     device = device or torch.device("cpu")
     ckpt, cfg = read_checkpoint(path)
+    set_cpu_threads(cfg.train.threads)  # as training ran: small nets want one thread
     cfg = eval_env_config(cfg, repeat_action_probability)
     envs = make_eval_envs(cfg.env, episodes, render_mode="rgb_array" if video_dir else None)
     env = envs[0]

@@ -68,7 +68,7 @@ from agents.evaluate import CHECKPOINT_FORMAT, play_games, read_checkpoint
 from agents.learner import Learner
 from rlkit.atomic import check_writable, remove_stale_temps
 from rlkit.checkpoint import rng_state, save_checkpoint, set_rng_state
-from rlkit.device import resolve_device
+from rlkit.device import resolve_device, set_cpu_threads
 from rlkit.distributed import DistributedContext, init_distributed
 from rlkit.logger import Logger
 from rlkit.malloc import keep_freed_memory
@@ -168,8 +168,7 @@ class Runner:
         self.device = self.dist.device
         if resume is not None:
             self.dist.check_world_size(resume.get("world_size", 1))
-        if cfg.train.threads is not None:
-            torch.set_num_threads(cfg.train.threads)
+        set_cpu_threads(cfg.train.threads)
         keep_freed_memory()  # fewer page faults per update (see rlkit/malloc.py)
         check_env_id(cfg.env.id)
         if self.dist.is_main:

@@ -127,6 +127,20 @@ def test_cartpole_evaluation_is_reproducible_and_seeded():
         env.close()
 
 
+def test_evaluation_runs_on_the_threads_training_ran_on(cartpole_ckpt, tmp_path, capsys):
+    """The CartPole config trains on one thread; evaluating it on torch's default of one per core
+    would make every small forward pass wait for a busy core."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        evaluate(capsys, cartpole_ckpt, tmp_path)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------- reference scores
 
 
