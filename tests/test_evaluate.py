@@ -141,6 +141,22 @@ def test_evaluation_runs_on_the_threads_training_ran_on(cartpole_ckpt, tmp_path,
         torch.set_num_threads(before)
 
 
+def test_bench_evaluate_times_both_ways_on_the_same_games_count(cartpole_ckpt, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_evaluate",
+                                                  ROOT / "scripts" / "bench_evaluate.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main([str(cartpole_ckpt), "--games", "3", "--repeats", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["parallel_games"] == 3
+    for runs in report["runs"].values():
+        assert len(runs) == 2 and all(run["agent_steps"] >= 3 for run in runs)
+    rates = report["median_steps_per_s"]
+    assert report["ratio_side_by_side"] == rates["side_by_side"] / rates["one_at_a_time"]
+
+
 # ----------------------------------------------------------------------------- reference scores
 
 
