@@ -12,8 +12,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from agents.config import ConfigError, seed_problem
 from agents.search import NAN_STOP, SearchError, make_search, run_search
@@ -33,6 +34,19 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"rlkit: error: {message} (see {self.prog} --help)\n")
+
+
+def print_json_report(prog: str, build: Callable[[], dict[str, Any]],
+                      errors: tuple[type[Exception], ...] = USER_ERRORS) -> int:
+    """A script's ending: print ``build()`` as JSON and return 0, or, when it raises one of
+    ``errors``, one line ``PROG: error: ...`` on stderr and return 2."""
+    try:
+        report = build()
+    except errors as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=1))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

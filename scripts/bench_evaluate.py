@@ -13,7 +13,6 @@ agent steps per second; the ratio is of agent steps per second.
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.cli import USER_ERRORS, _Parser
+from agents.cli import _Parser, print_json_report
 from agents.environments import PARALLEL_GAMES, make_eval_envs
 from agents.evaluate import play_games, read_checkpoint
 from agents.policy import build_policy
@@ -73,13 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.games < 1 or args.repeats < 1:
         parser.error("--games and --repeats must be >= 1")
-    try:
-        report = bench(args.checkpoint, args.games, args.repeats)
-    except USER_ERRORS as exc:
-        print(f"bench_evaluate.py: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=1))
-    return 0
+    return print_json_report("bench_evaluate.py",
+                             lambda: bench(args.checkpoint, args.games, args.repeats))
 
 
 if __name__ == "__main__":

@@ -10,14 +10,13 @@ submarine rose to the surface, and the oxygen left when each game ended (-1: it 
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import numpy as np
 import torch
 
-from agents.cli import USER_ERRORS, _Parser
+from agents.cli import USER_ERRORS, _Parser, print_json_report
 from agents.environments import make_eval_env
 from agents.evaluate import read_checkpoint
 from agents.policy import build_policy
@@ -63,13 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--games", type=int, default=20, help="games to play (default 20)")
     parser.add_argument("--seed", type=int, default=100, help="game k is seeded SEED + k")
     args = parser.parse_args(argv)
-    try:
-        report = surfacing_report(args.checkpoint, args.games, args.seed)
-    except (ValueError, *USER_ERRORS) as exc:
-        print(f"seaquest_surfacing.py: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=1))
-    return 0
+    return print_json_report(
+        "seaquest_surfacing.py", lambda: surfacing_report(args.checkpoint, args.games, args.seed),
+        (ValueError, *USER_ERRORS))
 
 
 if __name__ == "__main__":
