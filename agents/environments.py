@@ -8,6 +8,8 @@ score, up to 30 no-op starts, with the config's preprocessing so observations ma
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import gymnasium as gym
@@ -50,13 +52,20 @@ def make_eval_env(cfg: EnvConfig, seed: int | None = None,
     return env
 
 
-def make_eval_envs(cfg: EnvConfig, games: int, render_mode: str | None = None
-                   ) -> list[gym.Env]:
+@contextmanager
+def open_eval_envs(cfg: EnvConfig, games: int, render_mode: str | None = None
+                   ) -> Iterator[list[gym.Env]]:
     """The evaluation envs of ``games`` games: ``min(games, PARALLEL_GAMES)`` unseeded
-    ``make_eval_env`` envs (``play_games`` seeds them); only the first renders."""
+    ``make_eval_env`` envs (``play_games`` seeds them), only the first rendering; all of them
+    are closed on leaving the block, also those built before one failed to build."""
     count = max(1, min(games, PARALLEL_GAMES))
-    return [make_eval_env(cfg, render_mode=render_mode if k == 0 else None)
-            for k in range(count)]
+    with ExitStack() as closing:
+        built = []
+        for k in range(count):
+            env = make_eval_env(cfg, render_mode=render_mode if k == 0 else None)
+            closing.callback(env.close)
+            built.append(env)
+        yield built
 
 
 def _in_process(vec: gym.vector.VectorEnv) -> list[gym.Env] | None:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from agents.config import Config, ConfigError, config_from_dict
-from agents.environments import EVAL_NOOP_MAX, make_eval_envs
+from agents.environments import EVAL_NOOP_MAX, open_eval_envs
 from agents.policy import build_policy
 from envs import is_atari, is_minatar
 from envs.atari_scores import human_normalized
@@ -292,9 +292,9 @@ def evaluate_checkpoint(
     ckpt, cfg = read_checkpoint(path)
     set_cpu_threads(cfg.train.threads)  # as training ran: small nets want one thread
     cfg = eval_env_config(cfg, repeat_action_probability)
-    envs = make_eval_envs(cfg.env, episodes, render_mode="rgb_array" if video_dir else None)
-    env = envs[0]
-    try:
+    render_mode = "rgb_array" if video_dir else None
+    with open_eval_envs(cfg.env, episodes, render_mode=render_mode) as envs:
+        env = envs[0]
         policy = build_policy(cfg, ckpt["learner"], env.observation_space, env.action_space,
                               device, seed=seed)
 
@@ -310,9 +310,6 @@ def evaluate_checkpoint(
                 fps = float(env.metadata.get("render_fps") or 30)
             video = VideoRecorder(Path(video_dir) / "game0.mp4", fps)
         result = play_games(act, envs, episodes, seed=seed, video=video)
-    finally:
-        for each in envs:
-            each.close()
     protocol = eval_protocol(cfg, greedy=greedy, epsilon=epsilon,
                              uses_epsilon=getattr(policy, "explores_with_epsilon", True))
     return dataclasses.replace(result, env_id=cfg.env.id, protocol=protocol)

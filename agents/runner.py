@@ -63,7 +63,7 @@ from agents.config import (
     dump_config,
     load_config,
 )
-from agents.environments import make_eval_envs
+from agents.environments import open_eval_envs
 from agents.evaluate import CHECKPOINT_FORMAT, play_games, read_checkpoint
 from agents.learner import Learner
 from rlkit.atomic import check_writable, remove_stale_temps
@@ -221,16 +221,12 @@ class Runner:
         their summary. The env is this call's own and the policy draws from the learner's
         evaluation generator, so training's random streams are untouched."""
         train = self.cfg.train
-        envs = make_eval_envs(self.cfg.env, episodes)
-        try:
+        with open_eval_envs(self.cfg.env, episodes) as envs:
             result = play_games(
                 lambda obs: self.learner.act(obs, greedy=train.eval_greedy,
                                              epsilon=train.eval_epsilon),
                 envs, episodes, seed=seed,
             )
-        finally:
-            for env in envs:
-                env.close()
         summary = result.summary()
         self.logger.scalars({k: summary[k] for k in ("mean", "median", "std", "min", "max")},
                             self.learner.env_steps, prefix=prefix)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from agents.cli import _Parser, print_json_report
-from agents.environments import PARALLEL_GAMES, make_eval_envs
+from agents.environments import PARALLEL_GAMES, open_eval_envs
 from agents.evaluate import play_games, read_checkpoint
 from agents.policy import build_policy
 from rlkit.device import set_cpu_threads
@@ -33,16 +33,12 @@ def timed_play(checkpoint: str, games: int, side_by_side: bool, seed: int) -> di
     """Play ``games`` games with one env or ``min(games, PARALLEL_GAMES)``; time the playing."""
     ckpt, cfg = read_checkpoint(checkpoint)
     set_cpu_threads(cfg.train.threads)  # as rlkit evaluate plays
-    envs = make_eval_envs(cfg.env, games if side_by_side else 1)
-    try:
+    with open_eval_envs(cfg.env, games if side_by_side else 1) as envs:
         policy = build_policy(cfg, ckpt["learner"], envs[0].observation_space,
                               envs[0].action_space, torch.device("cpu"), seed=seed)
         start = time.perf_counter()
         result = play_games(lambda obs: policy.act(obs, epsilon=0.05), envs, games, seed=seed)
         seconds = time.perf_counter() - start
-    finally:
-        for env in envs:
-            env.close()
     steps = int(np.sum(result.lengths))
     return {"seconds": seconds, "agent_steps": steps, "steps_per_s": steps / seconds,
             "games_per_s": games / seconds, "mean_score": float(np.mean(result.returns))}

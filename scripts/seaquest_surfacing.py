@@ -20,15 +20,17 @@ from agents.cli import USER_ERRORS, _Parser, print_json_report
 from agents.environments import make_eval_env
 from agents.evaluate import read_checkpoint
 from agents.policy import build_policy
+from rlkit.device import set_cpu_threads
 
 
 def surfacing_report(checkpoint: str, games: int, seed: int) -> dict[str, Any]:
     """Play ``games`` games (game ``k`` seeded ``seed + k``) with the checkpoint's sampled
     policy, as ``rlkit evaluate`` plays it; count surfacings and read the final oxygen."""
     ckpt, cfg = read_checkpoint(checkpoint)
-    if cfg.env.id.split("/")[-1].split("-")[0] != "Seaquest":
+    if not cfg.env.id.startswith("MinAtar/Seaquest-"):
         raise ValueError(f"{checkpoint} was trained on {cfg.env.id}, not MinAtar Seaquest; pass "
                          "a Seaquest checkpoint")
+    set_cpu_threads(cfg.train.threads)  # as rlkit evaluate plays
     env = make_eval_env(cfg.env)
     policy = build_policy(cfg, ckpt["learner"], env.observation_space, env.action_space,
                           torch.device("cpu"), seed=seed)

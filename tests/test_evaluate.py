@@ -12,7 +12,7 @@ import pytest
 
 from agents.cli import main
 from agents.config import EnvConfig
-from agents.environments import PARALLEL_GAMES, make_eval_env, make_eval_envs
+from agents.environments import PARALLEL_GAMES, make_eval_env, open_eval_envs
 from agents.evaluate import STICKY_ACTIONS, eval_env_config, play_games, read_checkpoint
 from envs.atari_scores import RANDOM_AND_HUMAN, game_name, human_normalized
 from envs.registry import canonical_atari_id
@@ -111,20 +111,14 @@ def test_cartpole_evaluation_is_reproducible_and_seeded():
     """Same seed, same games; another seed, other games (a random policy on CartPole)."""
     def scores(seed: int) -> list[float]:
         rng = np.random.default_rng(0)
-        envs = make_eval_envs(EnvConfig(id="CartPole-v1"), 20)
-        try:
+        with open_eval_envs(EnvConfig(id="CartPole-v1"), 20) as envs:
             return play_games(lambda obs: rng.integers(2, size=len(obs)), envs, 20,
                               seed=seed).returns
-        finally:
-            for env in envs:
-                env.close()
 
     assert scores(3) == scores(3)
     assert scores(3) != scores(4)
-    many = make_eval_envs(EnvConfig(id="CartPole-v1"), 1000)
-    assert len(many) == PARALLEL_GAMES
-    for env in many:
-        env.close()
+    with open_eval_envs(EnvConfig(id="CartPole-v1"), 1000) as many:
+        assert len(many) == PARALLEL_GAMES
 
 
 def test_evaluation_runs_on_the_threads_training_ran_on(cartpole_ckpt, tmp_path, capsys):
