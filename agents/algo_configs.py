@@ -17,6 +17,9 @@ from typing import Literal
 
 from rlkit.replay import ProportionalSampler, Sampler, UniformSampler
 
+EncoderName = Literal["auto", "nature", "nips", "minatar", "minatar_ac", "mlp"]
+"""The observation encoders of ``agents.networks`` (``ENCODERS``), by the name a config uses."""
+
 
 @dataclass
 class DQNConfig:
@@ -24,7 +27,7 @@ class DQNConfig:
 
     algo: Literal["dqn", "double_dqn"] = "dqn"
     """``dqn`` bootstraps from max_a Q_target; ``double_dqn`` from Q_target(argmax_a Q_online)."""
-    encoder: Literal["auto", "nature", "nips", "minatar", "mlp"] = "auto"
+    encoder: EncoderName = "auto"
     """Observation encoder (``agents.networks``): ``auto`` = Nature CNN for Atari images, MinAtar's
     net (conv 16 3x3/1, fc 128) for images too small for it (MinAtar's 10x10), MLP for vectors."""
     mlp_hidden: list[int] = field(default_factory=lambda: [64, 64])
@@ -125,7 +128,7 @@ class PAACConfig:
 
     algo: Literal["paac"] = "paac"
     """Parallel advantage actor-critic (synchronous, on-policy, no replay)."""
-    encoder: Literal["auto", "nature", "nips", "minatar", "mlp"] = "auto"
+    encoder: EncoderName = "auto"
     """Observation encoder (``agents.networks``): ``auto`` = ``nips`` (the original's default)
     for Atari images, ``minatar`` (conv 16 3x3/1, fc 128) for images too small for it (MinAtar's
     10x10), ``mlp`` for vectors; or name one: ``nature``, ``nips``, ``minatar``, ``mlp``."""
@@ -162,7 +165,7 @@ class PPOConfig:
 
     algo: Literal["ppo"] = "ppo"
     """Proximal policy optimisation (on-policy, several epochs over each rollout)."""
-    encoder: Literal["auto", "nature", "nips", "minatar", "mlp"] = "auto"
+    encoder: EncoderName = "auto"
     """Observation encoder (``agents.networks``): ``auto`` = ``nature`` (the PPO paper's and
     CleanRL's Atari network) for Atari images, ``minatar`` (conv 16 3x3/1, fc 128) for images too
     small for it (MinAtar's 10x10), ``mlp`` for vectors; or name one."""

@@ -18,11 +18,20 @@ from torch import Tensor, nn
 
 from rlkit.init import apply_init, orthogonal_
 
-ENCODERS = ("auto", "nature", "nips", "minatar", "mlp")
+ENCODERS = ("auto", "nature", "nips", "minatar", "minatar_ac", "mlp")
 
-MIN_SIDE = {"nature": 36, "nips": 20, "minatar": 3}
+MIN_SIDE = {"nature": 36, "nips": 20, "minatar": 3, "minatar_ac": 3}
 """Smallest image side each conv stack takes (the last conv must still have one output pixel);
 ``auto`` gives images too small for the learner's Atari network, MinAtar's 10x10, MinAtar's."""
+
+
+class DSiLU(nn.Module):
+    """The derivative of SiLU, ``sigmoid(x) * (1 + x * (1 - sigmoid(x)))``, used as an activation
+    (Elfwing, Uchibe and Doya 2018): smooth, bounded in about [-0.1, 1.1], never flat at zero."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        sig = torch.sigmoid(x)
+        return sig * (1.0 + x * (1.0 - sig))
 
 
 class PixelEncoder(nn.Module):
@@ -31,8 +40,10 @@ class PixelEncoder(nn.Module):
     ``nature`` (Mnih et al. 2015): conv 32 8x8/4, 64 4x4/2, 64 3x3/1, fc 512.
     ``nips`` (Mnih et al. 2013, PAAC's default): conv 16 8x8/4, 32 4x4/2, fc 256.
     ``minatar`` (Young & Tian 2019, the network of all their agents): conv 16 3x3/1 (no padding),
-    fc 128. Its inputs are MinAtar's 0/1 object channels, used as they are: ``uint8`` input is
-    divided by 255 for the pixel stacks only.
+    fc 128, with ReLUs as in the paper's DQN. ``minatar_ac``: the same layers with the paper's
+    actor-critic activations, SiLU after the conv and dSiLU after the fc (Elfwing et al. 2018;
+    MinAtar's ``AC_lambda.py``). MinAtar's inputs are 0/1 object channels, used as they are:
+    ``uint8`` input is divided by 255 for the pixel stacks only.
 
     Its input is made channels-last, the memory format the networks put their convolutions in
     (``channels_last``).
@@ -48,22 +59,25 @@ class PixelEncoder(nn.Module):
         elif arch == "nips":
             convs = [nn.Conv2d(channels, 16, 8, 4), nn.ReLU(), nn.Conv2d(16, 32, 4, 2), nn.ReLU()]
             hidden = 256
-        elif arch == "minatar":
-            convs = [nn.Conv2d(channels, 16, 3, 1), nn.ReLU()]
+        elif arch in ("minatar", "minatar_ac"):
+            smooth = arch == "minatar_ac"
+            convs = [nn.Conv2d(channels, 16, 3, 1), nn.SiLU() if smooth else nn.ReLU()]
             hidden = 128
         else:
-            raise ValueError(f"unknown pixel encoder {arch!r}; use 'nature', 'nips' or 'minatar'")
+            raise ValueError(f"unknown pixel encoder {arch!r}; use 'nature', 'nips', 'minatar' "
+                             "or 'minatar_ac'")
         side = MIN_SIDE[arch]
         if min(height, width) < side:
             raise ValueError(
                 f"encoder {arch!r} needs images of at least {side}x{side}, got {height}x{width}; "
                 "use encoder 'minatar' (or 'auto') for small images"
             )
-        self.scale_uint8 = arch != "minatar"
+        self.scale_uint8 = not arch.startswith("minatar")
         self.convs = nn.Sequential(*convs, nn.Flatten())
         with torch.no_grad():
             flat = self.convs(torch.zeros(1, channels, height, width)).shape[1]
-        self.fc = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU())
+        activation = DSiLU() if arch == "minatar_ac" else nn.ReLU()
+        self.fc = nn.Sequential(nn.Linear(flat, hidden), activation)
         self.out_features = hidden
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

@@ -13,13 +13,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from gymnasium.utils.env_checker import check_env
 
 import envs
 from agents.cli import main
 from agents.config import load_config
 from agents.dqn import DQNLearner, QNetwork
-from agents.networks import PixelEncoder, auto_encoder, build_encoder
+from agents.networks import DSiLU, PixelEncoder, auto_encoder, build_encoder
 from agents.paac import ActorCritic, PAACLearner
 from envs.minatar import MINATAR_GAMES, MissingExtraError
 from rlkit.logger import Logger
@@ -202,14 +203,32 @@ def test_minatar_net_takes_its_0_1_channels_unscaled():
     assert torch.equal(net(obs), net(obs.float()))
 
 
+def test_dsilu_is_the_derivative_of_silu():
+    x = torch.linspace(-6.0, 6.0, 49, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(F.silu(x).sum(), x)
+    assert torch.allclose(DSiLU()(x.detach()), grad)
+
+
+def test_minatar_ac_net_is_the_minatar_net_with_the_papers_ac_activations():
+    relu, smooth = build_encoder((4, 10, 10), "minatar"), build_encoder((4, 10, 10), "minatar_ac")
+    shapes = [tuple(p.shape) for p in relu.parameters()]
+    assert [tuple(p.shape) for p in smooth.parameters()] == shapes
+    assert isinstance(smooth.convs[1], torch.nn.SiLU) and isinstance(smooth.fc[1], DSiLU)
+    assert isinstance(relu.convs[1], torch.nn.ReLU) and isinstance(relu.fc[1], torch.nn.ReLU)
+    obs = torch.randint(0, 2, (3, 4, 10, 10), dtype=torch.uint8)
+    assert torch.equal(smooth(obs), smooth(obs.float()))  # 0/1 channels, unscaled
+    features = smooth(obs.float())  # dSiLU's range: no unit is clamped at 0 as a ReLU's can be
+    assert bool((features > -0.11).all() and (features < 1.11).all())
+
+
 @pytest.mark.parametrize("config", ["minatar_dqn.yaml", "minatar_paac.yaml"])
 def test_config_key_selects_the_network(config):
-    for encoder, first_conv in (("auto", (16, 4, 3, 3)), ("minatar", (16, 4, 3, 3))):
+    for encoder in ("auto", "minatar", "minatar_ac"):
         cfg = load_config(CONFIGS / config, [f"agent.encoder={encoder}"])
         assert cfg.agent.encoder == encoder and cfg.env.id == "MinAtar/Breakout-v0"
         net = QNetwork((4, 10, 10), 6, encoder=encoder) if "dqn" in config else ActorCritic(
             (4, 10, 10), 6, encoder=encoder)
-        assert tuple(net.encoder.convs[0].weight.shape) == first_conv
+        assert tuple(net.encoder.convs[0].weight.shape) == (16, 4, 3, 3)
 
 
 def _tiny(config: str, *sets: str):
@@ -278,23 +297,34 @@ def _script(name: str):
     return module
 
 
-def test_seaquest_surfacing_reads_the_game_state_and_refuses_other_games(tmp_path, capsys):
-    surfacing = _script("seaquest_surfacing")
+def test_minatar_behaviour_reads_the_game_state_and_refuses_other_games(tmp_path, capsys):
+    behaviour = _script("minatar_behaviour")
     runs = {}
-    for game in ("Seaquest", "Breakout"):
+    for game, config in (("Seaquest", "minatar_paac.yaml"), ("Breakout", "minatar_dqn.yaml"),
+                         ("Freeway", "minatar_paac.yaml")):
         run = runs[game] = tmp_path / game
         sets = ["env.num_envs=2", "train.threads=1", "train.progress=false", "train.eval_every=0",
                 "checkpoint.every=0", f"env.id=MinAtar/{game}-v0"]
-        argv = ["train", str(CONFIGS / "minatar_paac.yaml"), "--run-dir", str(run), "--steps", "40"]
+        argv = ["train", str(CONFIGS / config), "--run-dir", str(run), "--steps", "40"]
         assert main([*argv, *[a for s in sets for a in ("--set", s)]]) == 0
     capsys.readouterr()
     seaquest = str(runs["Seaquest"] / "checkpoints" / "last.pt")
-    assert surfacing.main([seaquest, "--games", "2", "--seed", "3"]) == 0
+    assert behaviour.main([seaquest, "--games", "2", "--seed", "3"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["env_id"] == "MinAtar/Seaquest-v0" and len(report["scores"]) == 2
     assert len(report["surfacings"]) == len(report["oxygen_at_end"]) == 2
     assert report["games_out_of_oxygen"] == sum(o < 0 for o in report["oxygen_at_end"])
+    assert report["mean_score"] == sum(report["scores"]) / 2
     breakout = str(runs["Breakout"] / "checkpoints" / "last.pt")
-    assert surfacing.main([breakout]) == 2
+    assert behaviour.main([breakout, "--games", "3", "--epsilon", "1.0"]) == 0  # random play
+    report = json.loads(capsys.readouterr().out)
+    moves = report["falling_ball_elsewhere"]
+    assert report["falling_ball_elsewhere_steps"] > 0 and abs(sum(moves.values()) - 1) < 1e-3
+    # Uniform over 6 actions: 1 of 6 moves towards the ball, 1 away, 4 leave the paddle still.
+    assert moves["still"] > max(moves["towards"], moves["away"])
+    assert len(report["columns_from_ball_when_lost"]) == 3
+    assert 0 <= report["paddle_in_centre_columns"] <= 1
+    freeway = str(runs["Freeway"] / "checkpoints" / "last.pt")
+    assert behaviour.main([freeway]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "not MinAtar Seaquest" in err
+    assert err.count("\n") == 0 and "MinAtar Breakout and Seaquest only" in err
