@@ -131,7 +131,8 @@ class PAACConfig:
     encoder: EncoderName = "auto"
     """Observation encoder (``agents.networks``): ``auto`` = ``nips`` (the original's default)
     for Atari images, ``minatar`` (conv 16 3x3/1, fc 128) for images too small for it (MinAtar's
-    10x10), ``mlp`` for vectors; or name one: ``nature``, ``nips``, ``minatar``, ``mlp``."""
+    10x10), ``mlp`` for vectors; or name one: ``nature``, ``nips``, ``minatar``, ``minatar_ac``
+    (MinAtar's net with the paper's actor-critic activations, SiLU and dSiLU), ``mlp``."""
     mlp_hidden: list[int] = field(default_factory=lambda: [64, 64])
     """Hidden layer widths of the MLP encoder (vector observations only)."""
     t_max: int = 5
@@ -168,7 +169,8 @@ class PPOConfig:
     encoder: EncoderName = "auto"
     """Observation encoder (``agents.networks``): ``auto`` = ``nature`` (the PPO paper's and
     CleanRL's Atari network) for Atari images, ``minatar`` (conv 16 3x3/1, fc 128) for images too
-    small for it (MinAtar's 10x10), ``mlp`` for vectors; or name one."""
+    small for it (MinAtar's 10x10), ``mlp`` for vectors; or name one (``minatar_ac``: MinAtar's
+    net with the paper's actor-critic activations, SiLU and dSiLU)."""
     mlp_hidden: list[int] = field(default_factory=lambda: [64, 64])
     """Hidden layer widths of the MLP encoder (vector observations only)."""
     n_steps: int = 128

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal, cast
+from typing import Literal, cast, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from agents.algo_configs import EncoderName
 from rlkit.init import apply_init, orthogonal_
 
-ENCODERS = ("auto", "nature", "nips", "minatar", "minatar_ac", "mlp")
+ENCODERS: tuple[str, ...] = get_args(EncoderName)
+"""Every encoder name a config takes (``agents.algo_configs.EncoderName``, the one list)."""
 
 MIN_SIDE = {"nature": 36, "nips": 20, "minatar": 3, "minatar_ac": 3}
 """Smallest image side each conv stack takes (the last conv must still have one output pixel);
