@@ -54,6 +54,7 @@ class PixelEncoder(nn.Module):
     def __init__(self, obs_shape: Sequence[int], arch: str = "nature") -> None:
         super().__init__()
         channels, height, width = obs_shape
+        smooth = arch == "minatar_ac"   # the paper's actor-critic activations, SiLU and dSiLU
         if arch == "nature":
             convs = [nn.Conv2d(channels, 32, 8, 4), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU(),
                      nn.Conv2d(64, 64, 3, 1), nn.ReLU()]
@@ -62,7 +63,6 @@ class PixelEncoder(nn.Module):
             convs = [nn.Conv2d(channels, 16, 8, 4), nn.ReLU(), nn.Conv2d(16, 32, 4, 2), nn.ReLU()]
             hidden = 256
         elif arch in ("minatar", "minatar_ac"):
-            smooth = arch == "minatar_ac"
             convs = [nn.Conv2d(channels, 16, 3, 1), nn.SiLU() if smooth else nn.ReLU()]
             hidden = 128
         else:
@@ -78,7 +78,7 @@ class PixelEncoder(nn.Module):
         self.convs = nn.Sequential(*convs, nn.Flatten())
         with torch.no_grad():
             flat = self.convs(torch.zeros(1, channels, height, width)).shape[1]
-        activation = DSiLU() if arch == "minatar_ac" else nn.ReLU()
+        activation = DSiLU() if smooth else nn.ReLU()
         self.fc = nn.Sequential(nn.Linear(flat, hidden), activation)
         self.out_features = hidden
 
