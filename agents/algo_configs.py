@@ -77,6 +77,15 @@ class DQNConfig:
     """Agent steps of the linear beta annealing; null = the whole run (``train.steps``)."""
     per_eps: float = 1e-6
     """Added to |TD error| so that no transition has zero priority."""
+    redo_every: int = 0
+    """Recycle dormant units every this many updates (ReDo, Sokar et al. 2023, "The Dormant
+    Neuron Phenomenon in Deep Reinforcement Learning"; ``rlkit.dormant``); 0 = never."""
+    redo_threshold: float = 0.0
+    """A unit is dormant when its mean |activation| over the scoring batch is at most this
+    fraction of its layer's average; 0 recycles only the units silent on the whole batch, the
+    dead units the run summary counts."""
+    redo_batch_size: int = 256
+    """Replay transitions the units are scored on (256, as Dopamine's ReDo code scores them)."""
 
     def replay_sampler(self, seed: int | None) -> Sampler:
         """How replay batches are drawn: proportional prioritisation with ``prioritized``, else
@@ -110,6 +119,10 @@ class DQNConfig:
             problems.append(f"agent.per_beta_steps must be >= 1 or null, got {self.per_beta_steps}")
         if self.learning_starts < 0 or self.epsilon_decay_steps < 0:
             problems.append("agent.learning_starts and agent.epsilon_decay_steps must be >= 0")
+        if self.redo_every < 0 or self.redo_batch_size < 1 or not 0.0 <= self.redo_threshold < 1.0:
+            problems.append("agent.redo_every must be >= 0, agent.redo_batch_size >= 1 and "
+                            f"agent.redo_threshold in [0, 1), got {self.redo_every}, "
+                            f"{self.redo_batch_size}, {self.redo_threshold}")
         if any(width < 1 for width in self.mlp_hidden):
             problems.append(f"agent.mlp_hidden widths must be >= 1, got {self.mlp_hidden}")
         return problems

@@ -20,6 +20,7 @@ from agents.algo_configs import DQNConfig
 from agents.learner import LearnerBase, OptionalState, discrete_actions, load_acting_net
 from agents.networks import build_encoder, channels_last
 from envs import array_shape, is_atari
+from rlkit.dormant import recyclable_layers, recycle_dormant_units, unit_activity
 from rlkit.grads import batch_mean
 from rlkit.replay import ReplayBuffer
 from rlkit.schedules import Linear
@@ -230,6 +231,8 @@ class DQNLearner(LearnerBase):
         self._last_epsilon = self.epsilon(0)
         self.next_round = agent.learning_starts
         self.next_target_sync = agent.target_update_steps
+        self.redo_layers = recyclable_layers(self.q) if agent.redo_every else []
+        self._last_recycled = 0
 
     # ------------------------------------------------------------------ experience + updates
 
@@ -289,6 +292,25 @@ class DQNLearner(LearnerBase):
         self.replay.update_priorities(batch.indices, out.td_error.abs().cpu().numpy())
         self._accumulate({"loss": out.loss.detach(), "q_mean": out.q_taken.mean(),
                           "grad_norm": stats.grad_norm})
+        if agent.redo_every and self.update.updates % agent.redo_every == 0:
+            self._recycle_dormant_units()
+
+    def _recycle_dormant_units(self) -> None:
+        """ReDo: score the units on a replay batch, then recycle the dormant ones; every rank
+        decides on the scores averaged over ranks and draws the same new weights."""
+        batch = self.replay.sample(self.agent.redo_batch_size, beta=self.beta(self.env_steps))
+        obs = torch.as_tensor(batch.obs).to(self.device, non_blocking=True)
+        activity = unit_activity(self.q, self.redo_layers, obs)
+        recycled = recycle_dormant_units(
+            self.redo_layers, activity, self.agent.redo_threshold, self.update.optimizer,
+            seed=self.cfg.train.seed + self.update.updates,
+            reduce=self._average_over_ranks if self.dist.is_distributed else None)
+        self._last_recycled = sum(recycled.values())
+
+    def _average_over_ranks(self, scores: list[Tensor]) -> list[Tensor]:
+        total = self.dist.all_sum(torch.cat(scores).tolist())
+        mean = torch.tensor(total, device=scores[0].device) / self.dist.world_size
+        return list(mean.split([len(s) for s in scores]))
 
     @torch.no_grad()
     def _sync_target(self) -> None:
@@ -301,8 +323,11 @@ class DQNLearner(LearnerBase):
             torch._foreach_lerp_(target, online, self.agent.tau)
 
     def _extra_scalars(self) -> dict[str, float]:
-        return {"train/epsilon": self._last_epsilon, "replay/size": float(len(self.replay)),
-                "train/per_beta": self.beta(self.env_steps)}
+        scalars = {"train/epsilon": self._last_epsilon, "replay/size": float(len(self.replay)),
+                   "train/per_beta": self.beta(self.env_steps)}
+        if self.agent.redo_every:
+            scalars["redo/recycled_units"] = float(self._last_recycled)
+        return scalars
 
     # ------------------------------------------------------------------ checkpoint state
 

@@ -153,7 +153,7 @@ class UpdateRatioMonitor:
 
 
 # Activation functions whose output statistics are tracked, and what "unhealthy" means for them.
-_RELU_LIKE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.Hardtanh)
+RELU_LIKE: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.Hardtanh)
 _SATURATING: dict[type[nn.Module], tuple[float, float]] = {
     nn.Tanh: (-0.99, 0.99),
     nn.Sigmoid: (0.01, 0.99),
@@ -174,7 +174,7 @@ class ActivationMonitor:
         self.modules: list[tuple[str, nn.Module]] = [
             (name or type(m).__name__, m)
             for name, m in model.named_modules()
-            if isinstance(m, _RELU_LIKE + tuple(_SATURATING))
+            if isinstance(m, RELU_LIKE + tuple(_SATURATING))
         ]
         self._stats: dict[str, dict[str, torch.Tensor]] = {}
 
@@ -182,7 +182,7 @@ class ActivationMonitor:
         def hook(_mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
             y = out.detach().float()
             stats = {"mean": y.mean(), "std": y.std() if y.numel() > 1 else y.new_zeros(())}
-            if isinstance(module, _RELU_LIKE):
+            if isinstance(module, RELU_LIKE):
                 off = y <= 0
                 stats["zero"] = off.float().mean()
                 if y.ndim >= 2:

@@ -196,6 +196,31 @@ def test_prioritized_learner_sends_abs_td_errors_as_priorities(tmp_path):
         learner.close()
 
 
+def test_redo_recycles_a_killed_unit_on_schedule_and_logs_the_count(tmp_path):
+    cfg = small_cartpole(tmp_path, "agent.redo_every=10", "agent.redo_batch_size=32")
+    learner = DQNLearner(cfg, torch.device("cpu"), Logger(None))
+    try:
+        hidden = learner.q.encoder.body[1]                   # the MLP's Linear(4, 16)
+        with torch.no_grad():
+            hidden.weight[3] = 0.0
+            hidden.bias[3] = -1.0                            # unit 3 silent for every state
+        recycles = []
+        original = learner._recycle_dormant_units
+        learner._recycle_dormant_units = lambda: (recycles.append(learner.update.updates),
+                                                  original())[1]
+        while learner.update.updates < 10:
+            learner.train_iteration()
+        assert recycles == [10]
+        assert hidden.bias[3] != -1.0 and hidden.weight[3].abs().sum() > 0   # redrawn
+        assert learner._last_recycled >= 1
+        scalars = {}
+        while not scalars:                                   # on to the next log line
+            scalars = learner.train_iteration()
+        assert scalars["redo/recycled_units"] == learner._last_recycled
+    finally:
+        learner.close()
+
+
 def test_state_dict_round_trip_continues_identically(tmp_path):
     cfg = small_cartpole(tmp_path)
     a = DQNLearner(cfg, torch.device("cpu"), Logger(None))
