@@ -164,10 +164,13 @@ class ActivationMonitor:
     """Statistics of activation outputs collected with forward hooks while ``capture()`` is active.
 
     Per activation module: ``mean``, ``std``; for ReLU-like layers ``zero`` (fraction of outputs
-    that are <= 0) and ``dead`` (fraction of units, i.e. features excluding the batch axis, that
-    are <= 0 for every example of the batch); for tanh/sigmoid ``saturated`` (fraction of outputs
-    within 1% of the asymptotes). Hooks exist only inside ``capture()``, so ordinary forwards pay
-    nothing.
+    that are <= 0) and ``dead`` (fraction of units that are <= 0 for every example of the batch);
+    for tanh/sigmoid ``saturated`` (fraction of outputs within 1% of the asymptotes). A unit is a
+    feature of a fully connected layer and a channel of a convolution, dead only if it is off at
+    every position, as in Sokar et al. 2023: a position that sees a constant input (Pong's
+    background) is off for every frame while its channel still works elsewhere, so counting
+    positions would report lost capacity that is not lost. Hooks exist only inside
+    ``capture()``, so ordinary forwards pay nothing.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -185,7 +188,9 @@ class ActivationMonitor:
             if isinstance(module, RELU_LIKE):
                 off = y <= 0
                 stats["zero"] = off.float().mean()
-                if y.ndim >= 2:
+                if y.ndim == 4:  # (batch, channels, height, width): a unit is a channel
+                    stats["dead"] = off.all(dim=0).flatten(1).all(dim=1).float().mean()
+                elif y.ndim >= 2:
                     stats["dead"] = off.all(dim=0).float().mean()
             else:
                 lo, hi = _SATURATING[type(module)]

@@ -117,6 +117,20 @@ def test_activation_monitor_dead_and_saturated():
     assert all(len(m._forward_hooks) == 0 for m in model)
 
 
+def test_a_convolution_channel_is_dead_only_if_off_at_every_position():
+    conv = nn.Conv2d(1, 3, kernel_size=1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1, 1))
+        conv.bias.copy_(torch.tensor([0.0, -1.0, 1.0]))  # channel 1 always off, channel 2 on
+    model = nn.Sequential(conv, nn.ReLU())
+    x = torch.zeros(2, 1, 3, 3)
+    x[:, 0, 0, 0] = 1.0  # channel 0 is on at one position only: alive, not 8/9 dead
+    mon = ActivationMonitor(model)
+    with mon.capture():
+        model(x)
+    assert mon.stats()["1/dead"] == pytest.approx(1 / 3)
+
+
 def test_filter_image_layouts():
     img = filter_image(torch.randn(32, 4, 8, 8))  # Nature conv1: a row of 4 frames per filter
     assert img.shape == (1, 32 * 9 + 1, 4 * 9 + 1)
