@@ -10,8 +10,10 @@ learning rate annealed over that budget) 2.6 / 2.9 / 2.6 in about 36 s. The thre
 both, is three times random play and about half the weakest calibration seed: a seed that fails
 means the config has become fragile, not that the threshold wants lowering.
 
-The seeds were fixed before any of these runs was looked at. Nothing relies on bit-identical
-floats: another CPU trains another trajectory, and the thresholds leave room for that.
+The configs compute on one thread, so the seeds train in parallel worker processes, one per core
+(``parallel_runs``), with the floats each would compute alone. The seeds were fixed before any
+of these runs was looked at. Nothing relies on bit-identical floats: another CPU trains another
+trajectory, and the thresholds leave room for that.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ import json
 from pathlib import Path
 
 import pytest
+from parallel_runs import Runs, run_selected_seeds
 
 pytest.importorskip("minatar", reason="the MinAtar extra: pip install -e '.[minatar]'")
-
-from agents.cli import main  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SEEDS = (11, 22)
@@ -40,19 +41,34 @@ THRESHOLD = 1.5
 """Mean score over ``EVAL_GAMES`` games that both learners must reach on MinAtar Breakout."""
 
 
+def commands(learner: str, seed: int, workdir: Path) -> list[list[str]]:
+    """Train ``learner`` on ``seed`` for its budget, then play ``EVAL_GAMES`` fresh games."""
+    config, frames, policy = LEARNERS[learner]
+    run = workdir / "run"
+    train = ["train", str(CONFIGS / config), "--run-dir", str(run), "--seed", str(seed),
+             "--steps", str(frames), "--set", "train.progress=false",
+             "--set", "train.eval_every=0"]
+    games = ["--episodes", str(EVAL_GAMES), "--seed", str(EVAL_SEED), *policy]
+    evaluate = ["evaluate", str(run / "checkpoints" / "last.pt"), *games,
+                "--json", str(workdir / "eval.json")]
+    return [train, evaluate]
+
+
+@pytest.fixture(scope="module")
+def trained_runs(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    """Every selected (learner, seed) trained and evaluated, seeds in parallel (one per core)."""
+    return run_selected_seeds(request, tmp_path_factory,
+                              "test_minatar_breakout_is_learned", commands)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("learner", sorted(LEARNERS))
-def test_minatar_breakout_is_learned(tmp_path: Path, learner: str, seed: int) -> None:
-    config, frames, policy = LEARNERS[learner]
-    run = tmp_path / "run"
-    train = ["train", str(CONFIGS / config), "--run-dir", str(run), "--seed", str(seed)]
-    quiet = ["--set", "train.progress=false", "--set", "train.eval_every=0"]
-    assert main([*train, "--steps", str(frames), *quiet]) == 0
-    out = tmp_path / "eval.json"
-    games = ["--episodes", str(EVAL_GAMES), "--seed", str(EVAL_SEED), *policy, "--json", str(out)]
-    assert main(["evaluate", str(run / "checkpoints" / "last.pt"), *games]) == 0
-    summary = json.loads(out.read_text())
+def test_minatar_breakout_is_learned(trained_runs: Runs, learner: str, seed: int) -> None:
+    workdir, finished = trained_runs[(learner, seed)]
+    assert finished.returncode == 0, finished.output_tail
+    summary = json.loads((workdir / "eval.json").read_text())
     assert summary["env_id"] == "MinAtar/Breakout-v0" and summary["episodes"] == EVAL_GAMES
     spread = {k: summary[k] for k in ("mean", "median", "min", "max")}
     assert summary["mean"] >= THRESHOLD, spread
