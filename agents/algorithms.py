@@ -1,9 +1,10 @@
 """The one table of algorithms: ``agent.algo`` -> everything that differs per algorithm.
 
 Config loading, training, evaluation, export and ``rlkit check`` all look an algorithm up here
-(``algorithm(name)``) and nowhere else. Adding an algorithm is one module (its config dataclass
-in ``agents.algo_configs``, its learner, policy builder and check probe in the module) plus one
-row below.
+(``algorithm(name)``) and nowhere else. Adding an algorithm is one module (its learner and
+policy builder) plus its config dataclass in ``agents.algo_configs`` and one row below; ``rlkit
+check`` also wants a probe for it in ``agents.check``, next to the other probes, which share
+most of their checks.
 
 The config dataclasses are imported directly: they are torch-free, so ``import agents.config``
 stays light. Everything else is named as ``"module:attribute"`` and imported on first use, so
