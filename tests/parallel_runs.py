@@ -54,6 +54,10 @@ class Finished:
     output_tail: str
 
 
+Runs = dict[tuple[str, int], tuple[Path, Finished]]
+"""(learner, seed) -> (the pipeline's working directory, how it ended)."""
+
+
 def run_pipelines(pipelines: list[Pipeline]) -> dict[Hashable, Finished]:
     """Run every pipeline, as many at once as this process may use cores; results by key."""
     workers = max(1, min(len(pipelines), len(os.sched_getaffinity(0))))
@@ -75,10 +79,6 @@ def selected_params(request: pytest.FixtureRequest, test_name: str) -> list[dict
     return [item.callspec.params for item in request.session.items
             if getattr(item, "originalname", None) == test_name and item.path == module
             and hasattr(item, "callspec")]
-
-
-Runs = dict[tuple[str, int], tuple[Path, Finished]]
-"""(learner, seed) -> (the pipeline's working directory, how it ended)."""
 
 
 def run_selected_seeds(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
