@@ -13,20 +13,17 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from cli_helpers import ROOT
 
 WORKER = """
 import json, sys
-import torch
-torch.set_num_threads(1)
 from agents.cli import main
 for argv in json.loads(sys.argv[1]):
     code = main(argv)
@@ -41,7 +38,8 @@ the first that fails, with that command's exit code."""
 class Pipeline:
     """``rlkit`` commands (argument lists) that must run in order, e.g. train then evaluate."""
 
-    key: Hashable
+    key: tuple[str, int]
+    """(learner, seed)."""
     commands: list[list[str]]
     log: Path
 
@@ -58,8 +56,9 @@ Runs = dict[tuple[str, int], tuple[Path, Finished]]
 """(learner, seed) -> (the pipeline's working directory, how it ended)."""
 
 
-def run_pipelines(pipelines: list[Pipeline]) -> dict[Hashable, Finished]:
-    """Run every pipeline, as many at once as this process may use cores; results by key."""
+def run_pipelines(pipelines: list[Pipeline]) -> dict[tuple[str, int], Finished]:
+    """Run every pipeline, as many at once as this process may use cores; results by key.
+    ``OMP_NUM_THREADS=1`` keeps each worker's torch (and evaluation) on one thread."""
     workers = max(1, min(len(pipelines), len(os.sched_getaffinity(0))))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
